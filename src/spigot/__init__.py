@@ -1,0 +1,29 @@
+"""spigot: hard structured decisions inside PyTorch models, trained end to end.
+
+Structures (what the argmax ranges over): :class:`DependencyTree`, :class:`DependencyGraph`,
+:class:`Categorical`. Estimators (what the backward does): :func:`structured_argmax` and
+:class:`StructuredArgmax` with ``"spigot"``, ``"ste"``, ``"pipeline"`` or ``"marginals"``.
+Projections (the polytopes of SPIGOT): :mod:`spigot.projections`.
+
+``import spigot`` imports torch and numpy only; the compiled tree kernels (numba) load on first
+use, the NLP pipeline lives in ``spigot.data``, ``spigot.models`` and friends.
+"""
+
+from spigot.estimators import ESTIMATORS, StructuredArgmax, spigot_step_size, structured_argmax
+from spigot.projections import project_simplex, project_unit_cube
+from spigot.structures import Categorical, DependencyGraph, DependencyTree, Structure
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "ESTIMATORS",
+    "Categorical",
+    "DependencyGraph",
+    "DependencyTree",
+    "Structure",
+    "StructuredArgmax",
+    "project_simplex",
+    "project_unit_cube",
+    "spigot_step_size",
+    "structured_argmax",
+]

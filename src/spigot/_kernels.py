@@ -1,0 +1,501 @@
+"""Compiled CPU kernels for the tree algorithms (numba, compiled on first use, cached on disk).
+
+Every kernel takes a batch of score matrices ``s[b, h, m]`` (float64, C-contiguous, node 0 is the
+root) and the number of words ``lengths[b]``; sentence ``b`` only ever reads
+``s[b, :lengths[b]+1, :lengths[b]+1]``, so padding can hold anything and a padded batch gives
+exactly what one-by-one calls give. Sentences run in parallel over the batch (``prange``).
+
+This module imports numba; it is imported lazily by :mod:`spigot.structures.tree` the first
+time a tree algorithm runs on the CPU path, so ``import spigot`` stays light.
+
+Chart notation (Eisner 1996; McDonald et al. 2005), for ``0 <= i <= j <= n``:
+
+* ``Cr[i, j]``: complete span headed by ``i``, covering ``i..j`` (``i``'s right dependents done);
+* ``Cl[i, j]``: complete span headed by ``j``, covering ``i..j``;
+* ``Ir[i, j]``: incomplete span with the arc ``i -> j``;
+* ``Il[i, j]``: incomplete span with the arc ``j -> i``.
+
+Transposed copies (``CrT[j, i] = Cr[i, j]`` etc.) keep every inner loop over the split point
+``k`` contiguous in memory, so the max/log-sum-exp reductions vectorise.
+
+Single root ("exactly one arc leaves node 0") is the same chart with ``Cr[0, j] = -inf`` for
+``0 < j < n``: the root's right span can only be closed at the end of the sentence, so
+``Ir[0, j] = Cr[0, 0] + Cl[1, j] + s[0, j]`` admits one root child and
+``Cr[0, n] = max_k Ir[0, k] + Cr[k, n]`` picks it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+NEG_INF = -np.inf
+# Reassociation-free fast-math: lets LLVM vectorise max/sum reductions, keeps inf semantics.
+_FM = {"nnan", "nsz", "arcp", "contract", "afn", "reassoc"}
+
+
+# --------------------------------------------------------------------------------------------
+# Eisner: projective argmax
+# --------------------------------------------------------------------------------------------
+@njit(cache=True, fastmath=_FM)
+def _eisner_charts(s, n, single_root, Cr, CrT, Cl, ClT, Ir, IlT):
+    """Fill the max-plus Eisner charts of one sentence (see the module docstring)."""
+    for i in range(n + 1):
+        for j in range(n + 1):
+            Cr[i, j] = NEG_INF
+            CrT[i, j] = NEG_INF
+            Cl[i, j] = NEG_INF
+            ClT[i, j] = NEG_INF
+            Ir[i, j] = NEG_INF
+            IlT[i, j] = NEG_INF
+        Cr[i, i] = 0.0
+        CrT[i, i] = 0.0
+        Cl[i, i] = 0.0
+        ClT[i, i] = 0.0
+    for w in range(1, n + 1):
+        for i in range(0, n + 1 - w):
+            j = i + w
+            # Ir[i, j] = s[i, j] + max_{i <= k < j} Cr[i, k] + Cl[k+1, j]   (Il likewise, s[j, i])
+            best = NEG_INF
+            for k in range(i, j):
+                v = Cr[i, k] + ClT[j, k + 1]
+                best = max(best, v)
+            Ir[i, j] = best + s[i, j]
+            if i > 0:  # no arc enters the root
+                IlT[j, i] = best + s[j, i]
+            # Cr[i, j] = max_{i < k <= j} Ir[i, k] + Cr[k, j]
+            best = NEG_INF
+            for k in range(i + 1, j + 1):
+                v = Ir[i, k] + CrT[j, k]
+                best = max(best, v)
+            if single_root and i == 0 and j < n:
+                best = NEG_INF
+            Cr[i, j] = best
+            CrT[j, i] = best
+            # Cl[i, j] = max_{i <= k < j} Cl[i, k] + Il[k, j]   (Cl[0, j] stays -inf: root has no head)
+            if i > 0:
+                best = NEG_INF
+                for k in range(i, j):
+                    v = Cl[i, k] + IlT[j, k]
+                    best = max(best, v)
+                Cl[i, j] = best
+                ClT[j, i] = best
+
+
+@njit(cache=True)
+def _eisner_backtrack(n, Cr, CrT, Cl, ClT, Ir, IlT, heads):
+    """Recover the argmax tree; every split is the first maximiser (deterministic ties)."""
+    # stack of (kind, i, j): 0 = Cr, 1 = Cl, 2 = Ir, 3 = Il
+    stack = np.empty((4 * (n + 1) + 4, 3), dtype=np.int64)
+    top = 0
+    stack[0, 0] = 0
+    stack[0, 1] = 0
+    stack[0, 2] = n
+    top = 1
+    while top > 0:
+        top -= 1
+        kind = stack[top, 0]
+        i = stack[top, 1]
+        j = stack[top, 2]
+        if i == j:
+            continue
+        if kind == 0:
+            kb = i + 1
+            best = Ir[i, kb] + CrT[j, kb]
+            for k in range(i + 2, j + 1):
+                v = Ir[i, k] + CrT[j, k]
+                if v > best:
+                    best = v
+                    kb = k
+            stack[top, 0] = 2
+            stack[top, 1] = i
+            stack[top, 2] = kb
+            stack[top + 1, 0] = 0
+            stack[top + 1, 1] = kb
+            stack[top + 1, 2] = j
+            top += 2
+        elif kind == 1:
+            kb = i
+            best = Cl[i, kb] + IlT[j, kb]
+            for k in range(i + 1, j):
+                v = Cl[i, k] + IlT[j, k]
+                if v > best:
+                    best = v
+                    kb = k
+            stack[top, 0] = 1
+            stack[top, 1] = i
+            stack[top, 2] = kb
+            stack[top + 1, 0] = 3
+            stack[top + 1, 1] = kb
+            stack[top + 1, 2] = j
+            top += 2
+        else:
+            if kind == 2:
+                heads[j] = i
+            else:
+                heads[i] = j
+            kb = i
+            best = Cr[i, kb] + ClT[j, kb + 1]
+            for k in range(i + 1, j):
+                v = Cr[i, k] + ClT[j, k + 1]
+                if v > best:
+                    best = v
+                    kb = k
+            stack[top, 0] = 0
+            stack[top, 1] = i
+            stack[top, 2] = kb
+            stack[top + 1, 0] = 1
+            stack[top + 1, 1] = kb + 1
+            stack[top + 1, 2] = j
+            top += 2
+
+
+@njit(cache=True, parallel=True)
+def eisner(scores, lengths, single_root):
+    """Projective argmax. ``scores [B, N, N]`` float64, ``lengths [B]`` int64 -> heads ``[B, N]``.
+
+    ``heads[b, m]`` is the head of word ``m`` (``1 <= m <= lengths[b]``); position 0 and
+    padding are 0.
+    """
+    B, N = scores.shape[0], scores.shape[1]
+    heads = np.zeros((B, N), dtype=np.int64)
+    for b in prange(B):
+        n = lengths[b]
+        if n == 0:
+            continue
+        s = scores[b]
+        Cr = np.empty((n + 1, n + 1))
+        CrT = np.empty((n + 1, n + 1))
+        Cl = np.empty((n + 1, n + 1))
+        ClT = np.empty((n + 1, n + 1))
+        Ir = np.empty((n + 1, n + 1))
+        IlT = np.empty((n + 1, n + 1))
+        _eisner_charts(s, n, single_root, Cr, CrT, Cl, ClT, Ir, IlT)
+        _eisner_backtrack(n, Cr, CrT, Cl, ClT, Ir, IlT, heads[b])
+    return heads
+
+
+# --------------------------------------------------------------------------------------------
+# Inside-outside: projective log-partition and marginals
+# --------------------------------------------------------------------------------------------
+@njit(cache=True, fastmath=_FM, inline="always")
+def _lse_pair(x, y):
+    m = max(x, y)
+    if m == NEG_INF:
+        return NEG_INF
+    return m + np.log(np.exp(x - m) + np.exp(y - m))
+
+
+@njit(cache=True, fastmath=_FM)
+def _inside_charts(s, n, single_root, Cr, CrT, Cl, ClT, Ir, IlT, Sp):
+    """Log-sum-exp version of :func:`_eisner_charts`; ``Sp[i, j]`` keeps the split sums.
+
+    ``Sp[i, j] = log sum_{i <= k < j} exp(Cr[i, k] + Cl[k+1, j])``, the quantity shared by
+    ``Ir[i, j]`` and ``Il[i, j]``.
+    """
+    for i in range(n + 1):
+        for j in range(n + 1):
+            Cr[i, j] = NEG_INF
+            CrT[i, j] = NEG_INF
+            Cl[i, j] = NEG_INF
+            ClT[i, j] = NEG_INF
+            Ir[i, j] = NEG_INF
+            IlT[i, j] = NEG_INF
+            Sp[i, j] = NEG_INF
+        Cr[i, i] = 0.0
+        CrT[i, i] = 0.0
+        Cl[i, i] = 0.0
+        ClT[i, i] = 0.0
+    for w in range(1, n + 1):
+        for i in range(0, n + 1 - w):
+            j = i + w
+            m = NEG_INF
+            for k in range(i, j):
+                m = max(m, Cr[i, k] + ClT[j, k + 1])
+            acc = 0.0
+            if m > NEG_INF:
+                for k in range(i, j):
+                    acc += np.exp(Cr[i, k] + ClT[j, k + 1] - m)
+                sp = m + np.log(acc)
+            else:
+                sp = NEG_INF
+            Sp[i, j] = sp
+            Ir[i, j] = sp + s[i, j]
+            if i > 0:
+                IlT[j, i] = sp + s[j, i]
+            if not (single_root and i == 0 and j < n):
+                m = NEG_INF
+                for k in range(i + 1, j + 1):
+                    m = max(m, Ir[i, k] + CrT[j, k])
+                if m > NEG_INF:
+                    acc = 0.0
+                    for k in range(i + 1, j + 1):
+                        acc += np.exp(Ir[i, k] + CrT[j, k] - m)
+                    Cr[i, j] = m + np.log(acc)
+                    CrT[j, i] = Cr[i, j]
+            if i > 0:
+                m = NEG_INF
+                for k in range(i, j):
+                    m = max(m, Cl[i, k] + IlT[j, k])
+                if m > NEG_INF:
+                    acc = 0.0
+                    for k in range(i, j):
+                        acc += np.exp(Cl[i, k] + IlT[j, k] - m)
+                    Cl[i, j] = m + np.log(acc)
+                    ClT[j, i] = Cl[i, j]
+
+
+@njit(cache=True, fastmath=_FM)
+def _outside(n, single_root, Cr, CrT, Cl, ClT, Ir, IlT, Sp, mu):
+    """Reverse-mode pass over :func:`_inside_charts`: ``mu[h, m] = d log Z / d s[h, m]``.
+
+    Adjoints (``g*``) of the chart cells are propagated from ``Cr[0, n]`` (adjoint 1) down the
+    widths; a cell ``c = log sum_k exp(a_k + b_k)`` sends ``gc * exp(a_k + b_k - c)`` to both
+    ``a_k`` and ``b_k``. Arc marginals are the adjoints of the incomplete spans.
+    """
+    gCr = np.zeros((n + 1, n + 1))
+    gCl = np.zeros((n + 1, n + 1))
+    gIr = np.zeros((n + 1, n + 1))
+    gIl = np.zeros((n + 1, n + 1))
+    gCr[0, n] = 1.0
+    for w in range(n, 0, -1):
+        for i in range(n - w, -1, -1):
+            j = i + w
+            # Cl[i, j] = lse_k Cl[i, k] + Il[k, j]
+            g = gCl[i, j]
+            if i > 0 and g != 0.0:
+                c = Cl[i, j]
+                for k in range(i, j):
+                    p = g * np.exp(Cl[i, k] + IlT[j, k] - c)
+                    gCl[i, k] += p
+                    gIl[k, j] += p
+            # Cr[i, j] = lse_k Ir[i, k] + Cr[k, j]
+            g = gCr[i, j]
+            if g != 0.0:
+                c = Cr[i, j]
+                for k in range(i + 1, j + 1):
+                    p = g * np.exp(Ir[i, k] + CrT[j, k] - c)
+                    gIr[i, k] += p
+                    gCr[k, j] += p
+            # Ir[i, j] = s[i, j] + Sp[i, j];  Il[i, j] = s[j, i] + Sp[i, j]
+            gi = gIr[i, j]
+            gl = gIl[i, j] if i > 0 else 0.0
+            mu[i, j] = gi
+            if i > 0:
+                mu[j, i] = gl
+            g = gi + gl
+            if g != 0.0:
+                c = Sp[i, j]
+                for k in range(i, j):
+                    p = g * np.exp(Cr[i, k] + ClT[j, k + 1] - c)
+                    gCr[i, k] += p
+                    gCl[k + 1, j] += p
+
+
+@njit(cache=True, parallel=True)
+def inside(scores, lengths, single_root):
+    """Projective log-partition ``[B]`` and charts ``[B, 7, N, N]`` kept for :func:`outside`."""
+    B, N = scores.shape[0], scores.shape[1]
+    logz = np.zeros(B)
+    charts = np.empty((B, 7, N, N))
+    for b in prange(B):
+        n = lengths[b]
+        if n == 0:
+            continue
+        c = charts[b]
+        Cr = np.empty((n + 1, n + 1))
+        CrT = np.empty((n + 1, n + 1))
+        Cl = np.empty((n + 1, n + 1))
+        ClT = np.empty((n + 1, n + 1))
+        Ir = np.empty((n + 1, n + 1))
+        IlT = np.empty((n + 1, n + 1))
+        Sp = np.empty((n + 1, n + 1))
+        _inside_charts(scores[b], n, single_root, Cr, CrT, Cl, ClT, Ir, IlT, Sp)
+        c[0, : n + 1, : n + 1] = Cr
+        c[1, : n + 1, : n + 1] = CrT
+        c[2, : n + 1, : n + 1] = Cl
+        c[3, : n + 1, : n + 1] = ClT
+        c[4, : n + 1, : n + 1] = Ir
+        c[5, : n + 1, : n + 1] = IlT
+        c[6, : n + 1, : n + 1] = Sp
+        logz[b] = Cr[0, n]
+    return logz, charts
+
+
+@njit(cache=True, parallel=True)
+def outside(charts, lengths, single_root):
+    """Arc marginals ``[B, N, N]`` from the charts of :func:`inside`."""
+    B, N = charts.shape[0], charts.shape[2]
+    mu = np.zeros((B, N, N))
+    for b in prange(B):
+        n = lengths[b]
+        if n == 0:
+            continue
+        c = charts[b]
+        k = n + 1
+        _outside(
+            n,
+            single_root,
+            np.ascontiguousarray(c[0, :k, :k]),
+            np.ascontiguousarray(c[1, :k, :k]),
+            np.ascontiguousarray(c[2, :k, :k]),
+            np.ascontiguousarray(c[3, :k, :k]),
+            np.ascontiguousarray(c[4, :k, :k]),
+            np.ascontiguousarray(c[5, :k, :k]),
+            np.ascontiguousarray(c[6, :k, :k]),
+            mu[b],
+        )
+    return mu
+
+
+# --------------------------------------------------------------------------------------------
+# Chu-Liu-Edmonds: non-projective argmax
+# --------------------------------------------------------------------------------------------
+@njit(cache=True, inline="always")
+def _gt(p1, s1, p2, s2):
+    """Lexicographic ``(p1, s1) > (p2, s2)``."""
+    return p1 > p2 or (p1 == p2 and s1 > s2)
+
+
+@njit(cache=True)
+def _cle_one(s, n, single_root, heads):
+    """Edmonds' algorithm on one sentence, arc weights in the ordered group ``(Z x R, lex)``.
+
+    Arc ``h -> m`` weighs ``(p, s[h, m])`` with ``p = -1`` for root arcs when ``single_root``
+    (else 0): every arborescence has at least one root arc, so the lexicographic maximum has
+    exactly one and, among those, the highest score. Edmonds' algorithm is correct over any
+    totally ordered abelian group, so this is exact (no big-M penalty, no loss of precision).
+
+    Contracted cycles become new nodes ``n+1, n+2, ...``; ``OS/OD`` map every arc of a
+    contracted graph to the original arc it stands for.
+    """
+    N1 = n + 1
+    M = 2 * N1
+    P = np.full((M, M), NEG_INF)
+    S = np.full((M, M), NEG_INF)
+    OS = np.zeros((M, M), dtype=np.int64)
+    OD = np.zeros((M, M), dtype=np.int64)
+    for h in range(N1):
+        for m in range(1, N1):
+            if h != m:
+                P[h, m] = -1.0 if (single_root and h == 0) else 0.0
+                S[h, m] = s[h, m]
+                OS[h, m] = h
+                OD[h, m] = m
+    active = np.zeros(M, dtype=np.bool_)
+    active[:N1] = True
+    parent = np.full(M, -1, dtype=np.int64)  # contraction tree
+    best_in = np.full(M, -1, dtype=np.int64)
+    # saved per contraction: the new node and its members (a member's best_in is frozen)
+    members = np.full((M, N1), -1, dtype=np.int64)
+    n_members = np.zeros(M, dtype=np.int64)
+    for v in range(1, N1):
+        bu = 0
+        for u in range(1, N1):
+            if _gt(P[u, v], S[u, v], P[bu, v], S[bu, v]):
+                bu = u
+        best_in[v] = bu
+    n_nodes = N1
+    color = np.zeros(M, dtype=np.int64)
+    while True:
+        # find a cycle among the best incoming arcs (walk from each node, colour by start)
+        for v in range(n_nodes):
+            color[v] = -1
+        cyc = -1
+        for start in range(1, n_nodes):
+            if not active[start] or color[start] != -1:
+                continue
+            v = start
+            while v != 0 and color[v] == -1:
+                color[v] = start
+                v = best_in[v]
+            if v != 0 and color[v] == start:
+                cyc = v
+                break
+        if cyc == -1:
+            break
+        c = n_nodes
+        n_nodes += 1
+        k = 0
+        v = cyc
+        while True:
+            members[c, k] = v
+            k += 1
+            active[v] = False
+            parent[v] = c
+            v = best_in[v]
+            if v == cyc:
+                break
+        n_members[c] = k
+        active[c] = True
+        # arcs into and out of the new node
+        for u in range(n_nodes - 1):
+            if not active[u]:
+                continue
+            bp, bs, bv = NEG_INF, NEG_INF, -1
+            op, osc, ov = NEG_INF, NEG_INF, -1
+            for t in range(k):
+                x = members[c, t]
+                # into c: W[u, x] - W[best_in[x], x]
+                if P[u, x] > NEG_INF:
+                    rp = P[u, x] - P[best_in[x], x]
+                    rs = S[u, x] - S[best_in[x], x]
+                    if bv == -1 or _gt(rp, rs, bp, bs):
+                        bp, bs, bv = rp, rs, x
+                # out of c: W[x, u]
+                if u != 0 and P[x, u] > NEG_INF:
+                    if ov == -1 or _gt(P[x, u], S[x, u], op, osc):
+                        op, osc, ov = P[x, u], S[x, u], x
+            if bv != -1:
+                P[u, c] = bp
+                S[u, c] = bs
+                OS[u, c] = OS[u, bv]
+                OD[u, c] = OD[u, bv]
+            if ov != -1:
+                P[c, u] = op
+                S[c, u] = osc
+                OS[c, u] = OS[ov, u]
+                OD[c, u] = OD[ov, u]
+                # u's best incoming arc came from the cycle: the merged arc is at least as good
+                if parent[best_in[u]] == c:
+                    best_in[u] = c
+        bu = -1
+        for u in range(n_nodes - 1):
+            if active[u] and P[u, c] > NEG_INF:
+                if bu == -1 or _gt(P[u, c], S[u, c], P[bu, c], S[bu, c]):
+                    bu = u
+        best_in[c] = bu
+    # expansion: the arc entering each node, as an original modifier
+    enter = np.full(M, -1, dtype=np.int64)
+    for v in range(1, n_nodes):
+        if active[v]:
+            u = best_in[v]
+            heads[OD[u, v]] = OS[u, v]
+            enter[v] = OD[u, v]
+    for c in range(n_nodes - 1, N1 - 1, -1):
+        b = enter[c]
+        # the member of c that contains original node b
+        v = b
+        while parent[v] != c:
+            v = parent[v]
+        for t in range(n_members[c]):
+            x = members[c, t]
+            if x == v:
+                enter[x] = b
+            else:
+                u = best_in[x]
+                heads[OD[u, x]] = OS[u, x]
+                enter[x] = OD[u, x]
+
+
+@njit(cache=True, parallel=True)
+def chu_liu_edmonds(scores, lengths, single_root):
+    """Non-projective argmax. ``scores [B, N, N]`` float64, ``lengths [B]`` -> heads ``[B, N]``."""
+    B, N = scores.shape[0], scores.shape[1]
+    heads = np.zeros((B, N), dtype=np.int64)
+    for b in prange(B):
+        n = lengths[b]
+        if n == 0:
+            continue
+        _cle_one(scores[b], n, single_root, heads[b])
+    return heads

@@ -1,0 +1,79 @@
+"""Input checks shared by every structure: clear ``ValueError`` messages naming the argument."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def check_floating(x: object, name: str, min_dim: int) -> Tensor:
+    """``x`` must be a floating-point tensor with at least ``min_dim`` dimensions."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"`{name}` must be a torch.Tensor, got {type(x).__name__}")
+    if not torch.is_floating_point(x):
+        raise ValueError(f"`{name}` must have a floating dtype (float16/32/64), got {x.dtype}")
+    if x.dim() < min_dim:
+        raise ValueError(
+            f"`{name}` must have at least {min_dim} dimensions, got shape {tuple(x.shape)}"
+        )
+    return x
+
+
+def check_arc_scores(scores: object, name: str = "scores") -> Tensor:
+    """Arc scores must be ``[B, n+1, n+1]`` floating point with ``n >= 1``."""
+    if isinstance(scores, Tensor) and scores.dim() != 3:
+        raise ValueError(
+            f"`{name}` must have shape [batch, n+1, n+1] (3 dimensions), "
+            f"got {scores.dim()} dimensions, shape {tuple(scores.shape)}"
+        )
+    s = check_floating(scores, name, 3)
+    if s.shape[-1] != s.shape[-2]:
+        raise ValueError(
+            f"`{name}` must be square in its last two dimensions [batch, n+1, n+1], "
+            f"got shape {tuple(s.shape)}"
+        )
+    if s.shape[-1] < 2:
+        raise ValueError(
+            f"`{name}` must have n+1 >= 2 (the root plus at least one word), got shape "
+            f"{tuple(s.shape)}"
+        )
+    return s
+
+
+def check_lengths(lengths: object, batch: int, n: int, device: torch.device) -> Tensor:
+    """``lengths`` must be ``[batch]`` integers in ``1..n``; ``None`` means every sentence is full.
+
+    Returns a ``long`` tensor on ``device``.
+    """
+    if lengths is None:
+        return torch.full((batch,), n, dtype=torch.long, device=device)
+    if not isinstance(lengths, Tensor):
+        raise ValueError(f"`lengths` must be a torch.Tensor or None, got {type(lengths).__name__}")
+    if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+        raise ValueError(f"`lengths` must have an integer dtype, got {lengths.dtype}")
+    if lengths.shape != (batch,):
+        raise ValueError(
+            f"`lengths` must have shape [batch] = [{batch}], got {tuple(lengths.shape)}"
+        )
+    if batch > 0:
+        lo, hi = int(lengths.min()), int(lengths.max())
+        if lo < 1 or hi > n:
+            raise ValueError(
+                f"`lengths` must lie in 1..{n} (the number of words; scores are [batch, n+1, n+1] "
+                f"with n = {n}), got values in {lo}..{hi}"
+            )
+    return lengths.to(device=device, dtype=torch.long)
+
+
+def check_finite(x: Tensor, mask: Tensor | None, name: str) -> None:
+    """Entries of ``x`` where ``mask`` is true (all when ``None``) must be finite."""
+    bad = ~torch.isfinite(x.detach())
+    if mask is not None:
+        bad = bad & mask
+    if bool(bad.any()):
+        idx = tuple(int(i) for i in bad.nonzero()[0])
+        kind = "NaN" if bool(torch.isnan(x.detach()[idx])) else "inf"
+        raise ValueError(
+            f"`{name}` must be finite on valid entries, found {kind} at index {idx} "
+            f"({int(bad.sum())} non-finite entries)"
+        )

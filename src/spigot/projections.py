@@ -1,0 +1,97 @@
+"""Euclidean projections onto the polytopes that SPIGOT uses in its backward pass.
+
+* :func:`project_simplex`: onto the probability simplex along one dimension, over the entries
+  that ``mask`` marks valid (sparsemax, Martins & Astudillo 2016). One simplex per modifier
+  column is the paper's relaxation of the tree polytope ("every word has exactly one head").
+* :func:`project_unit_cube`: onto ``[0, 1]^d`` (exact for arc-factored graphs).
+
+Both are differentiable; the simplex projection has a closed-form backward
+(:class:`SimplexProjection`). Neither modifies its input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def _simplex_support(x: Tensor, mask: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """Threshold ``tau`` and support size of the projection (both keep ``dim`` with size 1).
+
+    Sort the valid entries decreasingly, ``x_(1) >= x_(2) >= ...``; the support is the largest
+    ``k`` with ``1 + k x_(k) > sum_{i <= k} x_(i)``, and ``tau = (sum_{i <= k} x_(i) - 1) / k``.
+    Invalid entries are sorted last as ``-inf``, which fails the test (``-inf > -inf`` is false),
+    so no sentinel constant is needed.
+    """
+    neg_inf = torch.tensor(float("-inf"), dtype=x.dtype, device=x.device)
+    xm = torch.where(mask, x, neg_inf)
+    srt = xm.sort(dim=dim, descending=True).values
+    csum = srt.cumsum(dim)
+    shape = [1] * x.dim()
+    shape[dim] = x.shape[dim]
+    k = torch.arange(1, x.shape[dim] + 1, dtype=x.dtype, device=x.device).view(shape)
+    support = (1 + k * srt > csum).sum(dim=dim, keepdim=True)
+    safe = support.clamp(min=1)
+    tau = (csum.gather(dim, safe - 1) - 1) / safe.to(x.dtype)
+    return tau, support
+
+
+class SimplexProjection(torch.autograd.Function):
+    r"""``p = argmin_{p in simplex} ||p - x||^2`` along ``dim`` over the entries where ``mask``.
+
+    Solution: ``p = max(x - tau, 0)`` with the threshold ``tau`` of :func:`_simplex_support`;
+    slices with no valid entry give all zeros.
+
+    Backward (closed form): with ``S = {p > 0}``, ``dx = 1_S * (g - mean_S(g))``.
+    """
+
+    @staticmethod
+    def forward(x: Tensor, mask: Tensor, dim: int) -> Tensor:  # type: ignore[override]
+        tau, support = _simplex_support(x, mask, dim)
+        keep = mask & (support > 0)
+        return torch.where(keep, (x - torch.where(support > 0, tau, 0)).clamp(min=0), 0)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        _, mask, dim = inputs
+        ctx.save_for_backward(output, mask)
+        ctx.dim = dim
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, None, None]:
+        p, mask = ctx.saved_tensors
+        s = (p > 0) & mask
+        sf = s.to(g.dtype)
+        n = sf.sum(ctx.dim, keepdim=True).clamp(min=1)
+        mean = (g * sf).sum(ctx.dim, keepdim=True) / n
+        return (g - mean) * sf, None, None
+
+
+def project_simplex(x: Tensor, mask: Tensor | None = None, dim: int = -1) -> Tensor:
+    """Project each slice of ``x`` along ``dim`` onto the simplex over its ``mask``-ed entries.
+
+    Args:
+        x: any shape, floating point.
+        mask: boolean, broadcastable to ``x``; ``None`` means all entries are valid.
+        dim: the dimension that sums to one.
+
+    Returns:
+        Same shape, dtype and device as ``x``; zero where ``mask`` is false and on slices
+        with no valid entry. Differentiable (closed-form backward).
+    """
+    if mask is None:
+        mask = torch.ones_like(x, dtype=torch.bool)
+    else:
+        mask = mask.expand_as(x)
+    dim = dim % x.dim()
+    return SimplexProjection.apply(x, mask, dim)
+
+
+def project_unit_cube(x: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Project onto ``[0, 1]^d`` (clip), zero where ``mask`` is false. Differentiable."""
+    y = x.clamp(0, 1)
+    if mask is not None:
+        y = torch.where(mask, y, torch.zeros((), dtype=x.dtype, device=x.device))
+    return y

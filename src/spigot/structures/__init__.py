@@ -1,0 +1,8 @@
+"""Structures: what the argmax ranges over."""
+
+from spigot.structures.base import Structure
+from spigot.structures.categorical import Categorical
+from spigot.structures.graph import DependencyGraph
+from spigot.structures.tree import DependencyTree
+
+__all__ = ["Categorical", "DependencyGraph", "DependencyTree", "Structure"]

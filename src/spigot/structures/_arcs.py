@@ -1,0 +1,41 @@
+"""Layout helpers shared by the arc-factored structures (trees and graphs)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from spigot._validate import check_arc_scores, check_finite, check_lengths
+
+
+def arc_mask(lengths: Tensor, n1: int, device: torch.device) -> Tensor:
+    """``mask[b, h, m]``: ``h <= lengths[b]``, ``1 <= m <= lengths[b]``, ``h != m``.
+
+    Shape ``[B, n+1, n+1]``, boolean: the arcs a sentence of ``lengths[b]`` words can have
+    (no arc into the root, no self-loop, nothing on padding).
+    """
+    idx = torch.arange(n1, device=device)
+    valid = idx.view(1, n1) <= lengths.view(-1, 1)  # [B, n+1]
+    head_ok = valid.unsqueeze(2)
+    mod_ok = (valid & (idx > 0)).unsqueeze(1)
+    return head_ok & mod_ok & (idx.view(n1, 1) != idx.view(1, n1))
+
+
+def prepare_arcs(scores: object, lengths: object, name: str) -> tuple[Tensor, Tensor, Tensor]:
+    """Validate ``[B, n+1, n+1]`` scores and ``[B]`` lengths; return them with the arc mask."""
+    s = check_arc_scores(scores, name)
+    B, n1 = s.shape[0], s.shape[-1]
+    lens = check_lengths(lengths, B, n1 - 1, s.device)
+    mask = arc_mask(lens, n1, s.device)
+    check_finite(s, mask, name)
+    return s, lens, mask
+
+
+def heads_to_arcs(heads: Tensor, lengths: Tensor, like: Tensor) -> Tensor:
+    """``heads [B, n+1]`` (head of each word, position 0 ignored) -> 0/1 arcs like ``like``."""
+    B, n1 = heads.shape
+    z = torch.zeros(B, n1, n1, dtype=like.dtype, device=like.device)
+    z.scatter_(1, heads.to(like.device).unsqueeze(1), 1.0)
+    idx = torch.arange(n1, device=like.device)
+    col_ok = (idx.view(1, -1) >= 1) & (idx.view(1, -1) <= lengths.view(-1, 1))
+    return z * col_ok.unsqueeze(1).to(like.dtype)
