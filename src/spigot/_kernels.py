@@ -499,3 +499,133 @@ def chu_liu_edmonds(scores, lengths, single_root):
             continue
         _cle_one(scores[b], n, single_root, heads[b])
     return heads
+
+
+# --------------------------------------------------------------------------------------------
+# Matrix-tree theorem: log-partition and marginals of non-projective trees
+# --------------------------------------------------------------------------------------------
+# Pivots below this (with every column scaled to max 1) could have lost mass to float64
+# underflow of weights exp(s - max) < 1e-308; such sentences are redone in log space.
+MTT_TINY = 1e-250
+MTT_HUGE = 1e250
+
+
+@njit(cache=True)
+def _mtt_one(s, n, single_root, want_mu, mu):
+    """Matrix-tree ``log Z`` (and marginals) of one sentence by Grassmann-Taksar-Heyman elimination.
+
+    Weights are column-scaled, ``W[i, j] = exp(s[i+1, j+1] - c_j)``, ``R[j] = exp(s[0, j+1] - c_j)``
+    with ``c_j`` the column maximum. Eliminating word ``k`` (Schur complement of the Laplacian):
+
+        D_k = R_k + sum_{i > k} W[i, k]         (single root: D_k = sum_{i > k} W[i, k])
+        W[i, j] += W[i, k] W[k, j] / D_k        (i, j > k)
+        R[j]    += R[k] W[k, j] / D_k           (j > k)
+
+    ``log Z = sum_k (log D_k + c_k)`` (single root: the last factor is ``R_{n-1}``). Only sums of
+    positive terms: full relative precision. The eliminated rows/columns stay in ``W`` and are
+    exactly what the reverse pass needs, so marginals cost O(n^2) extra memory.
+
+    Returns ``(log Z, ok)``; ``ok`` is false when a pivot fell below ``MTT_TINY`` (the caller then
+    uses the log-space version).
+    """
+    W = np.empty((n, n))
+    R = np.empty(n)
+    c = np.empty(n)
+    for j in range(n):
+        m = s[0, j + 1]
+        for i in range(n):
+            if i != j:
+                m = max(m, s[i + 1, j + 1])
+        c[j] = m
+        R[j] = np.exp(s[0, j + 1] - m)
+        for i in range(n):
+            W[i, j] = np.exp(s[i + 1, j + 1] - m) if i != j else 0.0
+    D = np.empty(n)
+    f = np.empty(n)
+    logz = 0.0
+    ok = True
+    for k in range(n):
+        last = single_root and k == n - 1
+        if last:
+            d = R[k]
+        else:
+            d = 0.0 if single_root else R[k]
+            for i in range(k + 1, n):
+                d += W[i, k]
+        if not (MTT_TINY <= d <= MTT_HUGE):  # also catches inf and NaN
+            ok = False
+            return logz, ok
+        D[k] = d
+        logz += np.log(d) + c[k]
+        if last:
+            break
+        inv = 1.0 / d
+        rk = R[k]
+        for j in range(k + 1, n):
+            f[j] = W[k, j] * inv
+            R[j] += rk * f[j]
+        for i in range(k + 1, n):
+            a = W[i, k]
+            for j in range(k + 1, n):
+                W[i, j] += a * f[j]
+    if not want_mu:
+        return logz, ok
+    # reverse pass: adjoints dW, dR of log Z w.r.t. the weights, step by step backwards
+    dW = np.zeros((n, n))
+    dR = np.zeros(n)
+    for k in range(n - 1, -1, -1):
+        last = single_root and k == n - 1
+        d = D[k]
+        if last:
+            dR[k] += 1.0 / d
+            continue
+        inv = 1.0 / d
+        # W[i, j] += W[i, k] W[k, j] / d and R[j] += R[k] W[k, j] / d, for i, j > k:
+        # acc[j] = dR[j] R[k] + sum_i dW[i, j] W[i, k]  (the adjoint of W[k, j] * d)
+        rk = R[k]
+        acc_rk = 0.0
+        for j in range(k + 1, n):
+            f[j] = dR[j] * rk
+            acc_rk += dR[j] * W[k, j]
+        for i in range(k + 1, n):
+            a = W[i, k]
+            t = 0.0
+            for j in range(k + 1, n):
+                g = dW[i, j]
+                t += g * W[k, j]
+                f[j] += g * a
+            dW[i, k] += t * inv
+        dD = inv
+        for j in range(k + 1, n):
+            dW[k, j] += f[j] * inv
+            dD -= f[j] * W[k, j] * inv * inv
+        dR[k] += acc_rk * inv
+        # D_k = [R_k] + sum_{i > k} W[i, k]
+        if not single_root:
+            dR[k] += dD
+        for i in range(k + 1, n):
+            dW[i, k] += dD
+    # marginals mu = w * d log Z / d w, with the weights as they were before elimination
+    for j in range(n):
+        mu[0, j + 1] = np.exp(s[0, j + 1] - c[j]) * dR[j]
+        for i in range(n):
+            if i != j:
+                mu[i + 1, j + 1] = np.exp(s[i + 1, j + 1] - c[j]) * dW[i, j]
+    return logz, ok
+
+
+@njit(cache=True, parallel=True)
+def matrix_tree(scores, lengths, single_root, want_mu):
+    """Non-projective ``log Z [B]``, marginals ``[B, N, N]`` (zeros unless ``want_mu``), ``ok [B]``."""
+    B, N = scores.shape[0], scores.shape[1]
+    logz = np.zeros(B)
+    ok = np.ones(B, dtype=np.bool_)
+    mu = np.zeros((B, N, N))
+    for b in prange(B):
+        n = lengths[b]
+        if n == 0:
+            continue
+        lz, good = _mtt_one(scores[b], n, single_root, want_mu, mu[b])
+        logz[b] = lz
+        ok[b] = good
+    return logz, mu, ok
