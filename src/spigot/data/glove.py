@@ -165,7 +165,9 @@ def load_glove(
     n_types = max(len(vocab) - n_special, 1)
     total = sum(vocab.counts.values())
     if total:
-        covered = sum(c for t, c in vocab.counts.items() if found[vocab[t]] and vocab[t] >= n_special)
+        covered = sum(
+            c for t, c in vocab.counts.items() if found[vocab[t]] and vocab[t] >= n_special
+        )
         token_cov = covered / total
     else:
         token_cov = float("nan")

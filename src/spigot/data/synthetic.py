@@ -303,15 +303,10 @@ class _Generator:
         ]
         ops = [(name, w) for name, cost, w in ops if cost <= budget]
         while ops:
-            total = sum(w for _, w in ops)
-            u = rng.random() * total
-            for i, (name, w) in enumerate(ops):
-                u -= w
-                if u <= 0:
-                    break
-            if getattr(self, "_op_" + name)():
+            k = rng.choices(range(len(ops)), weights=[w for _, w in ops])[0]
+            if getattr(self, "_op_" + ops[k][0])():
                 return True
-            ops.pop(i)
+            ops.pop(k)
         return False
 
     def _op_adj(self) -> bool:

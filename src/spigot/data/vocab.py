@@ -218,7 +218,9 @@ class LabelVocab:
         return cls.build((r for s in sentences for r in (s.deprels or ())), unk_label=unk_label)
 
     @classmethod
-    def from_arcs(cls, sentences: Iterable[Sentence], *, unk_label: str | None = None) -> LabelVocab:
+    def from_arcs(
+        cls, sentences: Iterable[Sentence], *, unk_label: str | None = None
+    ) -> LabelVocab:
         """Semantic arc labels (``Sentence.arcs``, including top-arc labels)."""
         return cls.build(
             (lab for s in sentences for _, _, lab in (s.arcs or ())), unk_label=unk_label
