@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from functools import lru_cache
+from functools import cache
 
 import torch
 
@@ -35,7 +35,7 @@ def _is_projective(heads: tuple[int, ...]) -> bool:
     return True
 
 
-@lru_cache(maxsize=None)
+@cache
 def trees(n: int, projective: bool, single_root: bool) -> tuple[tuple[int, ...], ...]:
     """Every dependency tree over ``n`` words as head tuples ``(0, h_1, ..., h_n)``."""
     out = []
@@ -67,7 +67,7 @@ def tree_oracle(s: torch.Tensor, projective: bool, single_root: bool):
     logz = torch.logsumexp(sc, 0)
     p = torch.exp(sc - logz)
     mu = torch.zeros(n + 1, n + 1, dtype=torch.float64)
-    for t, pt in zip(ts, p):
+    for t, pt in zip(ts, p, strict=True):
         for m in range(1, n + 1):
             mu[t[m], m] += pt
     return sc.max(), logz, mu
@@ -88,7 +88,7 @@ def graph_oracle(s: torch.Tensor):
     best, scores, mus = -float("inf"), [], []
     for bits in itertools.product((0, 1), repeat=len(arcs)):
         z = torch.zeros(n + 1, n + 1, dtype=torch.float64)
-        for b, (h, m) in zip(bits, arcs):
+        for b, (h, m) in zip(bits, arcs, strict=True):
             z[h, m] = b
         sc = float((s.double() * z).sum())
         best = max(best, sc)
@@ -97,5 +97,5 @@ def graph_oracle(s: torch.Tensor):
     sc = torch.tensor(scores, dtype=torch.float64)
     logz = torch.logsumexp(sc, 0)
     p = torch.exp(sc - logz)
-    mu = sum(pi * zi for pi, zi in zip(p, mus))
+    mu = sum(pi * zi for pi, zi in zip(p, mus, strict=True))
     return torch.tensor(best, dtype=torch.float64), logz, mu

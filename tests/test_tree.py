@@ -6,11 +6,11 @@ import itertools
 
 import pytest
 import torch
-from brute import heads_of, tree_oracle, tree_scores, trees
 from hypothesis import given
 from hypothesis import strategies as st
 
 import spigot
+from brute import heads_of, tree_oracle, tree_scores, trees
 
 CONFIGS = list(itertools.product((False, True), (True, False)))  # (projective, single_root)
 IDS = [f"{'proj' if p else 'nonproj'}-{'single' if r else 'multi'}" for p, r in CONFIGS]
@@ -125,13 +125,15 @@ def test_single_root_equals_best_over_forced_root_child(projective, seed, n):
     s = random_scores(seed, n)
     multi = trees(n, projective, False)
     sc = tree_scores(s[0], multi)
-    best = max(
-        float(sc[i]) for i, t in enumerate(multi) if sum(1 for h in t[1:] if h == 0) == 1
-    )
+    best = max(float(sc[i]) for i, t in enumerate(multi) if sum(1 for h in t[1:] if h == 0) == 1)
     # best over each forced root child r, by enumeration
     by_child = []
     for r in range(1, n + 1):
-        cand = [float(sc[i]) for i, t in enumerate(multi) if [m for m in range(1, n + 1) if t[m] == 0] == [r]]
+        cand = [
+            float(sc[i])
+            for i, t in enumerate(multi)
+            if [m for m in range(1, n + 1) if t[m] == 0] == [r]
+        ]
         if cand:
             by_child.append(max(cand))
     assert best == max(by_child)
@@ -175,7 +177,9 @@ def test_compiled_inside_matches_torch_reference():
     s = random_scores(8, 9, batch=4)
     for single_root in (True, False):
         tree = spigot.DependencyTree(projective=True, single_root=single_root)
-        ref = projective_log_partition_torch(s, lengths, arc_mask(lengths, 10, s.device), single_root)
+        ref = projective_log_partition_torch(
+            s, lengths, arc_mask(lengths, 10, s.device), single_root
+        )
         torch.testing.assert_close(tree.log_partition(s, lengths), ref)
 
 

@@ -72,7 +72,7 @@ def _eisner_charts(s, n, single_root, Cr, CrT, Cl, ClT, Ir, IlT):
                 best = NEG_INF
             Cr[i, j] = best
             CrT[j, i] = best
-            # Cl[i, j] = max_{i <= k < j} Cl[i, k] + Il[k, j]   (Cl[0, j] stays -inf: root has no head)
+            # Cl[i, j] = max_{i <= k < j} Cl[i, k] + Il[k, j]   (Cl[0, j] = -inf: no head)
             if i > 0:
                 best = NEG_INF
                 for k in range(i, j):
@@ -616,7 +616,7 @@ def _mtt_one(s, n, single_root, want_mu, mu):
 
 @njit(cache=True, parallel=True)
 def matrix_tree(scores, lengths, single_root, want_mu):
-    """Non-projective ``log Z [B]``, marginals ``[B, N, N]`` (zeros unless ``want_mu``), ``ok [B]``."""
+    """Non-projective ``log Z [B]``, marginals ``[B, N, N]`` (if ``want_mu``), ``ok [B]``."""
     B, N = scores.shape[0], scores.shape[1]
     logz = np.zeros(B)
     ok = np.ones(B, dtype=np.bool_)

@@ -180,7 +180,9 @@ class _ProjectiveLogZ(torch.autograd.Function):
         ctx.tree = tree
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor, _g_charts: Any) -> tuple[Tensor | None, None, None, None, None]:
+    def backward(
+        ctx: Any, g: Tensor, _g_charts: Any
+    ) -> tuple[Tensor | None, None, None, None, None]:
         scores, lengths, mask, charts = ctx.saved_tensors
         if torch.is_grad_enabled():  # double backward requested: differentiable marginals
             from spigot.estimators import _Marginals

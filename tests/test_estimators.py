@@ -1,0 +1,161 @@
+"""Estimators: the SPIGOT identities, straight-through, pipeline, structured attention."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import spigot
+from spigot.projections import project_simplex
+
+STRUCTS = {
+    "tree": spigot.DependencyTree(),
+    "proj-tree": spigot.DependencyTree(projective=True, single_root=False),
+    "graph": spigot.DependencyGraph(),
+    "categorical": spigot.Categorical(),
+}
+
+
+def inputs(kind: str, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    if kind == "categorical":
+        return torch.randn(3, 4, 6, dtype=torch.float64, generator=g), None
+    return torch.randn(3, 6, 6, dtype=torch.float64, generator=g), torch.tensor([5, 2, 4])
+
+
+def grad_of(kind, estimator, g, eta=None, seed=0):
+    s, lengths = inputs(kind, seed)
+    s.requires_grad_(True)
+    z = spigot.structured_argmax(s, STRUCTS[kind], estimator=estimator, lengths=lengths, eta=eta)
+    (z * g).sum().backward()
+    return s.grad, z.detach(), s.detach(), lengths
+
+
+@pytest.mark.parametrize("kind", list(STRUCTS))
+def test_zero_incoming_gradient_gives_zero(kind):
+    s, _ = inputs(kind)
+    grad, *_ = grad_of(kind, "spigot", torch.zeros_like(s))
+    assert torch.equal(grad, torch.zeros_like(s))
+
+
+@pytest.mark.parametrize("kind", list(STRUCTS))
+def test_step_inside_polytope_gives_eta_g(kind):
+    s, lengths = inputs(kind)
+    structure = STRUCTS[kind]
+    z = structure.argmax(s, lengths)
+    mask = structure.mask(s, lengths)
+    # g = c (z - u): z - eta g = (1 - eta c) z + eta c u stays in the polytope for eta c <= 1,
+    # u = uniform over each modifier's valid heads (trees), 1/2 (graph), uniform (categorical)
+    if kind == "graph":
+        u = torch.where(mask, 0.5, 0.0).double()
+    else:
+        dim = -1 if kind == "categorical" else -2
+        u = mask.double() / mask.double().sum(dim, keepdim=True).clamp(min=1)
+    g = 0.3 * (z - u) * mask
+    for eta in (None, 0.5, 2.0):
+        grad, *_ = grad_of(kind, "spigot", g, eta=eta)
+        torch.testing.assert_close(grad, (1.0 if eta is None else eta) * g)
+
+
+@pytest.mark.parametrize("kind", list(STRUCTS))
+@pytest.mark.parametrize("eta", [None, 1.0, 0.1])
+def test_spigot_gradient_is_z_minus_projection(kind, eta):
+    s, lengths = inputs(kind, seed=3)
+    g = 3 * torch.randn_like(s)
+    grad, z, s, lengths = grad_of(kind, "spigot", g, eta=eta, seed=3)
+    structure = STRUCTS[kind]
+    mask = structure.mask(s, lengths)
+    if eta is None:  # per-structure norm over valid parts
+        dims = (-1,) if kind == "categorical" else (-2, -1)
+        norm = (g * mask).pow(2).sum(dims, keepdim=True).sqrt()
+        eta_t = torch.clamp(1 / norm, max=1.0)
+    else:
+        eta_t = eta
+    p = z - eta_t * g
+    if kind == "graph":
+        proj = torch.where(mask, p.clamp(0, 1), 0)
+    elif kind == "categorical":
+        proj = project_simplex(p, None, dim=-1)
+    else:
+        proj = project_simplex(p, mask, dim=-2)
+    torch.testing.assert_close(grad, z - proj)
+
+
+def test_default_eta_is_per_sentence_not_per_batch_or_row():
+    tree = spigot.DependencyTree()
+    s, lengths = inputs("tree")
+    z = tree.argmax(s, lengths)
+    mask = tree.mask(s, lengths)
+    u = mask.double() / mask.double().sum(-2, keepdim=True).clamp(min=1)
+    direction = (z - u) * mask
+    # sentence 0: ||g|| = 0.5 (eta = 1); sentence 1: ||g|| = 10 (eta = 0.1); sentence 2: 4 (0.25)
+    norms = direction.pow(2).sum((-2, -1)).sqrt()
+    target = torch.tensor([0.5, 10.0, 4.0], dtype=torch.float64)
+    g = direction * (target / norms).view(3, 1, 1)
+    grad, *_ = grad_of("tree", "spigot", g)
+    expected_eta = torch.tensor([1.0, 0.1, 0.25], dtype=torch.float64)
+    # inside the polytope for these steps: grad = eta_b * g_b
+    torch.testing.assert_close(grad, expected_eta.view(3, 1, 1) * g)
+    # a per-batch norm (||g|| over everything) would give one eta for all three sentences
+    batch_eta = 1 / float(g.pow(2).sum().sqrt())
+    assert not torch.allclose(grad, batch_eta * g)
+
+
+def test_straight_through_and_pipeline():
+    s, lengths = inputs("tree")
+    g = torch.randn_like(s)
+    grad, *_ = grad_of("tree", "ste", g)
+    torch.testing.assert_close(grad, g)
+    grad, *_ = grad_of("tree", "pipeline", g)
+    assert grad is None or torch.equal(grad, torch.zeros_like(s))
+
+
+@pytest.mark.parametrize("kind", list(STRUCTS))
+def test_marginals_estimator_forward_and_gradcheck(kind):
+    s, lengths = inputs(kind)
+    structure = STRUCTS[kind]
+    mu = spigot.structured_argmax(s, structure, estimator="marginals", lengths=lengths)
+    torch.testing.assert_close(mu, structure.marginals(s, lengths))
+    x = s.clone().requires_grad_(True)
+    torch.autograd.gradcheck(
+        lambda t: spigot.structured_argmax(t, structure, estimator="marginals", lengths=lengths),
+        (x,),
+    )
+
+
+@pytest.mark.parametrize("kind", list(STRUCTS))
+def test_hard_estimators_return_the_argmax(kind):
+    s, lengths = inputs(kind)
+    structure = STRUCTS[kind]
+    for est in ("pipeline", "ste", "spigot"):
+        z = spigot.structured_argmax(s, structure, estimator=est, lengths=lengths)
+        assert torch.equal(z, structure.argmax(s, lengths))
+
+
+def test_module_matches_function_and_repr():
+    tree = spigot.DependencyTree()
+    layer = spigot.StructuredArgmax(tree, estimator="spigot", eta=0.5)
+    s, lengths = inputs("tree")
+    assert torch.equal(layer(s, lengths), tree.argmax(s, lengths))
+    assert "spigot" in repr(layer) and "DependencyTree" in repr(layer)
+
+
+def test_graph_and_categorical_against_enumeration():
+    import itertools
+
+    from brute import graph_oracle
+
+    graph = spigot.DependencyGraph()
+    s = torch.randn(1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    best, logz, mu = graph_oracle(s[0])
+    z = graph.argmax(s)
+    assert float(graph.score(s, z)) == pytest.approx(float(best))
+    torch.testing.assert_close(graph.log_partition(s)[0], logz)
+    torch.testing.assert_close(graph.marginals(s)[0], mu)
+    cat = spigot.Categorical()
+    x = torch.randn(5, dtype=torch.float64)
+    onehots = [torch.eye(5, dtype=torch.float64)[i] for i in range(5)]
+    assert torch.equal(cat.argmax(x), max(onehots, key=lambda o: float(x @ o)))
+    torch.testing.assert_close(cat.log_partition(x), torch.logsumexp(x, 0))
+    torch.testing.assert_close(cat.marginals(x), torch.softmax(x, 0))
+    del itertools
