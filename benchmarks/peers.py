@@ -409,7 +409,15 @@ OP_SPEC = {
 
 def spigot_impl(op: str) -> Impl:
     """spigot's own implementation of ``op`` (raises ImportError/AttributeError if missing)."""
-    import spigot
+    try:
+        import spigot
+    except ImportError:
+        # Not installed: fall back to the repository's src/ (this file is benchmarks/peers.py).
+        src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+        if not os.path.isdir(os.path.join(src, "spigot")) or src in sys.path:
+            raise
+        sys.path.insert(0, src)
+        import spigot
 
     spec = OP_SPEC[op]
     tree = spigot.DependencyTree(projective=spec["projective"], single_root=spec["single_root"])
@@ -525,9 +533,7 @@ def heads_of(z: torch.Tensor, length: int) -> list[int] | None:
     return heads
 
 
-def is_tree(
-    heads: list[int], projective: bool = False, single_root: bool = False
-) -> bool:
+def is_tree(heads: list[int], projective: bool = False, single_root: bool = False) -> bool:
     """Whether a head list (index 0 = root, heads[0] ignored) is a tree rooted at 0."""
     n = len(heads) - 1
     for m in range(1, n + 1):
