@@ -508,9 +508,11 @@ def chu_liu_edmonds(scores, lengths, single_root):
 # underflow of weights exp(s - max) < 1e-308; such sentences are redone in log space.
 MTT_TINY = 1e-250
 MTT_HUGE = 1e250
+# no nnan/ninf here: the pivot range check must see NaN and inf
+_FM_SAFE = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FM_SAFE)
 def _mtt_one(s, n, single_root, want_mu, mu):
     """Matrix-tree ``log Z`` (and marginals) of one sentence by Grassmann-Taksar-Heyman elimination.
 
@@ -540,6 +542,12 @@ def _mtt_one(s, n, single_root, want_mu, mu):
         R[j] = np.exp(s[0, j + 1] - m)
         for i in range(n):
             W[i, j] = np.exp(s[i + 1, j + 1] - m) if i != j else 0.0
+    if want_mu:  # the weights before elimination, for mu = w * d log Z / d w
+        W0 = W.copy()
+        R0 = R.copy()
+    else:
+        W0 = W[:0, :0]
+        R0 = R[:0]
     D = np.empty(n)
     f = np.empty(n)
     logz = 0.0
@@ -607,10 +615,11 @@ def _mtt_one(s, n, single_root, want_mu, mu):
             dW[i, k] += dD
     # marginals mu = w * d log Z / d w, with the weights as they were before elimination
     for j in range(n):
-        mu[0, j + 1] = np.exp(s[0, j + 1] - c[j]) * dR[j]
-        for i in range(n):
+        mu[0, j + 1] = R0[j] * dR[j]
+    for i in range(n):
+        for j in range(n):
             if i != j:
-                mu[i + 1, j + 1] = np.exp(s[i + 1, j + 1] - c[j]) * dW[i, j]
+                mu[i + 1, j + 1] = W0[i, j] * dW[i, j]
     return logz, ok
 
 

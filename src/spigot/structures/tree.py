@@ -103,6 +103,73 @@ def matrix_tree_log_partition(
     return logz
 
 
+def matrix_tree_log_partition_linear(
+    scores: Tensor, lengths: Tensor, mask: Tensor, single_root: bool
+) -> tuple[Tensor, Tensor]:
+    """The elimination of :func:`matrix_tree_log_partition` in linear scale, by autograd.
+
+    Same recurrences on column-scaled weights ``W = exp(s - c)`` (the compiled kernel's
+    arithmetic): multiplications and additions only, so it is fast under autograd and twice
+    differentiable. Precise while every pivot stays within ``[1e-250, 1e250]``; the second
+    output says, per sentence, whether it did (use the log-space version where it did not).
+
+    Returns:
+        ``(log Z [B], ok [B] bool)``, float64.
+    """
+    from spigot._kernels import MTT_HUGE, MTT_TINY  # plain floats; numba is already loaded
+
+    s = scores.to(torch.float64)
+    neg_inf = torch.tensor(float("-inf"), dtype=torch.float64, device=s.device)
+    s = torch.where(mask, s, neg_inf)
+    c = s.detach().amax(dim=1, keepdim=True)
+    c = torch.where(torch.isfinite(c), c, torch.zeros_like(c))
+    A = torch.exp(s - c)
+    W, r = A[:, 1:, 1:], A[:, 0, 1:]
+    B, n = W.shape[0], W.shape[-1]
+    one = torch.ones((), dtype=torch.float64, device=s.device)
+    logz = c.squeeze(1)[:, 1:].sum(-1)
+    ok = torch.ones(B, dtype=torch.bool, device=s.device)
+    for k in range(n):
+        col, row = W[:, 1:, 0], W[:, 0, 1:]
+        if single_root:
+            pivot = lengths > k + 1  # an inner word: eliminated with pivot D_k
+            last = lengths == k + 1  # the last word: its root weight closes the product
+            d = torch.where(pivot, col.sum(1), torch.where(last, r[:, 0], one))
+            used = pivot | last
+        else:
+            used = pivot = lengths > k
+            d = torch.where(pivot, r[:, 0] + col.sum(1), one)
+        dd = d.detach()
+        ok = ok & (~used | ((dd >= MTT_TINY) & (dd <= MTT_HUGE)))
+        d = torch.where(used & ok, d, one)  # keeps log() and 1/d finite in both passes
+        logz = logz + torch.log(d)
+        if k == n - 1:
+            break
+        f = torch.where(pivot.unsqueeze(1), row / d.unsqueeze(1), 0)
+        W = W[:, 1:, 1:] + col.unsqueeze(2) * f.unsqueeze(1)
+        r = r[:, 1:] + r[:, :1] * f
+    return logz, ok
+
+
+def _matrix_tree_differentiable(
+    scores: Tensor, lengths: Tensor, mask: Tensor, single_root: bool
+) -> Tensor:
+    """Twice-differentiable non-projective ``log Z``: linear scale where precise, else log space."""
+    with torch.no_grad():
+        _, ok = matrix_tree_log_partition_linear(scores, lengths, mask, single_root)
+    if bool(ok.all()):
+        return matrix_tree_log_partition_linear(scores, lengths, mask, single_root)[0]
+    good, bad = ok.nonzero().squeeze(1), (~ok).nonzero().squeeze(1)
+    out = torch.zeros(scores.shape[0], dtype=torch.float64, device=scores.device)
+    if good.numel():
+        lz, _ = matrix_tree_log_partition_linear(
+            scores[good], lengths[good], mask[good], single_root
+        )
+        out = out.index_put((good,), lz)
+    lz = matrix_tree_log_partition(scores[bad], lengths[bad], mask[bad], single_root)
+    return out.index_put((bad,), lz)
+
+
 # ------------------------------------------------------------------------------------------
 # Inside algorithm (projective) written in torch: the twice-differentiable reference
 # ------------------------------------------------------------------------------------------
@@ -308,7 +375,7 @@ class DependencyTree(Structure):
         lens, mask = lengths
         if self.projective:
             return projective_log_partition_torch(scores, lens, mask, self.single_root)
-        return matrix_tree_log_partition(scores, lens, mask, self.single_root)
+        return _matrix_tree_differentiable(scores, lens, mask, self.single_root)
 
     def _marginals(self, scores: Tensor, lengths: Any) -> Tensor:
         lens, mask = lengths
