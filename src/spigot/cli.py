@@ -1,0 +1,239 @@
+"""The ``spigot`` command line.
+
+::
+
+    spigot train CONFIG [--set KEY=VALUE ...] [--out DIR]
+    spigot evaluate CHECKPOINT --data PATH [--json]
+    spigot predict CHECKPOINT --data PATH --output FILE
+    spigot experiment syn2sem [--config CONFIG] [--seeds 0 1] [--modes pipeline ste ...]
+                              [--out DIR] [--jobs N] [--set KEY=VALUE ...]
+
+``--data`` is a ``.conllu`` (optionally ``.gz``) or ``.sdp`` file, or ``synthetic:train``,
+``synthetic:dev``, ``synthetic:test`` for the synthetic treebank of the checkpoint's config.
+Heavy modules (torch, the models) are imported only once a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["build_parser", "main"]
+
+EXPERIMENTS = ("syn2sem",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="spigot",
+        description="Train, evaluate and run pipelines with hard structured decisions "
+        "(SPIGOT, straight-through, structured attention).",
+    )
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train one model from a TOML config")
+    t.add_argument("config", help="TOML config file (see configs/ and docs/pipeline.md)")
+    t.add_argument(
+        "--set",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config keys, e.g. --set mode=ste train.epochs=3",
+    )
+    t.add_argument("--out", help="run directory (default: runs/<config>-<mode>-seed<seed>)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    e = sub.add_parser("evaluate", help="score a checkpoint on gold data")
+    e.add_argument("checkpoint", help="best.pt written by 'spigot train'")
+    e.add_argument("--data", required=True, help="file, or synthetic:dev / synthetic:test")
+    e.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    r = sub.add_parser("predict", help="parse a file with a checkpoint")
+    r.add_argument("checkpoint", help="best.pt written by 'spigot train'")
+    r.add_argument("--data", required=True, help="input file (.conllu or .sdp) or synthetic:*")
+    r.add_argument(
+        "--output", required=True, help="output file: CoNLL-U (HEAD, DEPS), or SDP for .sdp input"
+    )
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    x = sub.add_parser("experiment", help="train every mode over several seeds; results table")
+    x.add_argument("name", choices=EXPERIMENTS, help="which experiment")
+    x.add_argument("--config", help="TOML config (default: the small synthetic config)")
+    x.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds (default: 0 1)")
+    x.add_argument(
+        "--modes",
+        nargs="+",
+        default=["pipeline", "ste", "marginals", "spigot"],
+        help="modes (pipeline ste marginals spigot gold none; default: the first four)",
+    )
+    x.add_argument("--out", default=None, help="output directory (default: runs/experiment-NAME)")
+    x.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="runs in parallel, one CPU thread each (default: 2)",
+    )
+    x.add_argument(
+        "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="overrides"
+    )
+    x.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "–" if math.isnan(v) else f"{100 * v:.2f}"
+    return str(v)
+
+
+def _print_metrics(name: str, metrics: dict[str, Any]) -> None:
+    keys = ["lf", "lp", "lr", "uf", "up", "ur", "lm", "um", "uas", "las"]
+    shown = [k for k in keys if k in metrics]
+    print(f"{name}: " + "  ".join(f"{k.upper()} {_fmt(metrics[k])}" for k in shown))
+    print(f"  ({metrics.get('n_sentences', 0)} sentences, {metrics.get('n_skipped', 0)} skipped)")
+
+
+def _load_task(checkpoint: str) -> Any:
+    from spigot.training import get_task, load_checkpoint
+
+    payload = load_checkpoint(checkpoint)
+    return get_task(payload.get("task", "syn2sem")).from_checkpoint(payload)
+
+
+def _load_data(task: Any, spec: str) -> list[Any]:
+    from spigot.models.syn2sem import read_corpus
+
+    if spec.startswith("synthetic:"):
+        split = spec.split(":", 1)[1]
+        if split not in ("train", "dev", "test"):
+            raise ValueError(
+                f"--data {spec!r}: use synthetic:train, synthetic:dev or synthetic:test"
+            )
+        cfg = task.config
+        if cfg.data.source != "synthetic":
+            import dataclasses
+
+            cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source="synthetic"))
+        sents = task.load_splits(cfg)[split]
+        if not sents:
+            raise ValueError(f"--data {spec!r}: the split is empty in this config")
+        return sents
+    return read_corpus(spec, task.config.data)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from spigot.config import load_config
+    from spigot.training import get_task
+
+    cfg = load_config(args.config, args.set)
+    stem = Path(args.config).stem
+    out = Path(args.out or Path("runs") / f"{stem}-{cfg.mode}-seed{cfg.seed}")
+    task_cls = get_task(cfg.task)
+    splits = task_cls.load_splits(cfg)
+    print(
+        f"spigot train: task {cfg.task}, mode {cfg.mode}, seed {cfg.seed}; "
+        f"{len(splits['train'])} train / {len(splits['dev'])} dev / {len(splits['test'])} test "
+        f"sentences -> {out}",
+        file=sys.stderr,
+    )
+    task = task_cls.from_config(cfg, splits["train"])
+    progress = cfg.train.progress and not args.no_progress
+    res = task.fit(splits, out, progress=progress)
+    print(f"best epoch {res['best_epoch']} of {res['epochs_run']} ({cfg.mode}, seed {cfg.seed})")
+    _print_metrics("dev", res["dev"])
+    if res.get("test"):
+        _print_metrics("test", res["test"])
+    print(
+        f"{res['seconds_per_epoch']:.2f} s/epoch, {res['sentences_per_second']:.0f} sentences/s; "
+        f"checkpoint {res['checkpoint']}, log {out / 'metrics.jsonl'}"
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    task = _load_task(args.checkpoint)
+    sents = _load_data(task, args.data)
+    warning = task.warn_unknown_labels(sents, args.data)
+    metrics = task.evaluate(sents, progress=not args.no_progress)
+    if args.json:
+        clean = {
+            k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()
+        }
+        if warning:
+            clean["warning"] = warning
+        print(json.dumps(clean, indent=2))
+    else:
+        _print_metrics(args.data, metrics)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from spigot.data import write_conllu, write_sdp
+    from spigot.models.syn2sem import is_sdp_path
+
+    task = _load_task(args.checkpoint)
+    sents = _load_data(task, args.data)
+    sdp = is_sdp_path(args.data)
+    preds = task.predict(sents, sdp=sdp, progress=not args.no_progress)
+    out = Path(args.output)
+    if out.parent != Path(""):
+        out.parent.mkdir(parents=True, exist_ok=True)
+    (write_sdp if sdp else write_conllu)(preds, out)
+    print(f"wrote {len(preds)} sentences to {out} ({'SDP' if sdp else 'CoNLL-U'})")
+    return 0
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    if args.out is None:
+        args.out = str(Path("runs") / f"experiment-{args.name}")
+    if args.jobs < 1:
+        raise ValueError("--jobs must be >= 1")
+    from spigot.experiments import get_experiment
+
+    return get_experiment(args.name)(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from spigot import __version__
+
+        print(f"spigot {__version__}")
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    commands = {
+        "train": cmd_train,
+        "evaluate": cmd_evaluate,
+        "predict": cmd_predict,
+        "experiment": cmd_experiment,
+    }
+    try:
+        return commands[args.command](args)
+    except KeyboardInterrupt:
+        print("spigot: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, KeyError, OSError, FloatingPointError) as exc:
+        # ConfigError, CorpusFormatError, DataError, UnknownLabelError and too-long sentences
+        # are ValueError/KeyError subclasses: show the message, not a traceback
+        if os.environ.get("SPIGOT_DEBUG"):
+            raise
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"spigot {args.command}: error: {msg}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,468 @@
+"""Run configurations: dataclasses with documented defaults, read from plain TOML files.
+
+A configuration file has top-level keys (``task``, ``mode``, ``seed``, ``name``) and three
+tables, ``[data]``, ``[model]`` and ``[train]``; every key is optional and falls back to the
+dataclass default below. Example (``configs/syn2sem_synthetic.toml``)::
+
+    task = "syn2sem"
+    mode = "spigot"
+    seed = 0
+
+    [data]
+    synthetic_train = 1000
+
+    [train]
+    epochs = 8
+
+Overrides (``spigot train CONFIG --set train.epochs=3 --set mode=ste``) name a key either with
+its table (``train.epochs``) or alone when the name is unique (``epochs``); the value is read as
+a TOML value (``3``, ``0.5``, ``true``, ``"text"``) or, failing that, taken as a plain string
+(``mode=ste``).
+
+The defaults of :class:`ModelConfig` and :class:`TrainConfig` follow the original SPIGOT code
+(Peng, Thomson & Smith 2018): 2-layer BiLSTMs of 200 units per direction, MLPs of 100 units,
+word embeddings of 100 (or GloVe 50d), POS embeddings of 50, Adam with learning rate 1e-3,
+gradient clipping at 1.0, word dropout 0.25, model selection on dev labeled F1.
+
+This module does not import torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):  # pragma: no cover - depends on the interpreter
+    import tomllib
+else:  # pragma: no cover
+    try:
+        import tomli as tomllib
+    except ImportError as exc:  # pragma: no cover
+        raise ImportError(
+            "reading TOML configs on Python 3.10 needs the 'tomli' package (pip install tomli)"
+        ) from exc
+
+__all__ = [
+    "MODES",
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "Syn2SemConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "dump_toml",
+    "load_config",
+    "parse_override",
+]
+
+MODES = ("pipeline", "ste", "marginals", "spigot", "gold", "none")
+"""Training modes of the syntactic-then-semantic pipeline.
+
+``pipeline``, ``ste``, ``marginals`` and ``spigot`` are the estimators of
+:func:`spigot.structured_argmax`; ``gold`` feeds the gold tree to the semantic parser (at
+training *and* test time: an oracle) and ``none`` feeds no tree (a semantic parser alone).
+"""
+
+PathLike = str | os.PathLike
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid (unknown key, wrong type, bad value)."""
+
+
+@dataclass
+class DataConfig:
+    """Where the sentences come from and how they are batched.
+
+    Attributes:
+        source: ``"synthetic"`` (the generated treebank of :mod:`spigot.data.synthetic`, no
+            files needed) or ``"files"`` (``train``/``dev``/``test`` paths).
+        train, dev, test: corpus files, ``.conllu`` (optionally ``.gz``) or ``.sdp``. CoNLL-U
+            gives the basic tree (syntax) and the enhanced graph (semantics); SDP files have
+            no tree (only ``mode = "none"`` can train on them). Relative paths are resolved
+            against the current directory. ``test`` may be empty.
+        drop_function_labels: drop enhanced CoNLL-U edges with function labels (``punct``,
+            ``case``, ``det``, ...), which gives a DM-like graph.
+        on_invalid_tree: ``"raise"`` or ``"skip"`` a CoNLL-U sentence whose tree is invalid.
+        synthetic_seed: seed of the synthetic treebank (the same for every run seed).
+        synthetic_train, synthetic_dev, synthetic_test: number of synthetic sentences.
+        synthetic_min_len, synthetic_max_len: synthetic sentence lengths (words).
+        max_length: longest sentence allowed (words).
+        on_too_long: ``"raise"`` a clear error for a longer sentence, or ``"skip"`` it (the
+            number skipped is reported).
+        batch_size: sentences per training batch.
+        batch_tokens: also cap the padded tokens per batch (0 = no cap).
+        eval_batch_size: sentences per evaluation batch.
+        word_min_freq: training words seen fewer times map to ``<unk>``.
+        lowercase: lowercase words before the vocabulary lookup.
+        glove: GloVe text file (``.txt`` or ``.txt.gz``) to initialise the word embeddings
+            (``""``: random initialisation). Its dimension overrides ``model.word_dim``.
+    """
+
+    source: str = "synthetic"
+    train: str = ""
+    dev: str = ""
+    test: str = ""
+    drop_function_labels: bool = True
+    on_invalid_tree: str = "raise"
+    synthetic_seed: int = 0
+    synthetic_train: int = 2000
+    synthetic_dev: int = 300
+    synthetic_test: int = 300
+    synthetic_min_len: int = 5
+    synthetic_max_len: int = 30
+    max_length: int = 160
+    on_too_long: str = "raise"
+    batch_size: int = 32
+    batch_tokens: int = 0
+    eval_batch_size: int = 64
+    word_min_freq: int = 2
+    lowercase: bool = True
+    glove: str = ""
+
+
+@dataclass
+class ModelConfig:
+    """Sizes and choices of the syntactic and semantic parsers (each has its own encoder).
+
+    Attributes:
+        word_dim: word embedding size (replaced by the GloVe dimension when ``data.glove``).
+        pos_dim: POS-tag embedding size (0: no POS tags).
+        lstm_hidden: BiLSTM units per direction.
+        lstm_layers: BiLSTM layers.
+        mlp_dim: hidden units of the arc scorers.
+        label_mlp_dim: hidden units of the label scorers.
+        coupling_dim: size of ``W h_j``, the syntactic head representation that each word of
+            the semantic parser receives (weighted by the tree ``z``).
+        dropout: dropout on the BiLSTM outputs and between layers.
+        word_dropout: probability of replacing a training word by ``<unk>``.
+        syn_scorer: ``"mlp"`` (Kiperwasser & Goldberg) or ``"biaffine"`` (Dozat & Manning).
+        sem_scorer: ``"mlp"`` (NeurboParser's basic model) or ``"biaffine"``.
+        syntactic_labels: also predict syntactic relation labels (LAS).
+        projective: decode projective trees (Eisner) instead of non-projective ones (CLE).
+        single_root: exactly one word attaches to the root.
+        freeze_embeddings: keep pre-trained (GloVe) word embeddings fixed.
+    """
+
+    word_dim: int = 100
+    pos_dim: int = 50
+    lstm_hidden: int = 200
+    lstm_layers: int = 2
+    mlp_dim: int = 100
+    label_mlp_dim: int = 100
+    coupling_dim: int = 100
+    dropout: float = 0.0
+    word_dropout: float = 0.25
+    syn_scorer: str = "mlp"
+    sem_scorer: str = "mlp"
+    syntactic_labels: bool = False
+    projective: bool = False
+    single_root: bool = True
+    freeze_embeddings: bool = False
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation loop (generic: every pipeline's trainer reads these).
+
+    Attributes:
+        epochs: training epochs (of the joint / semantic stage).
+        pretrain_epochs: syntactic-only epochs before joint training; in ``mode = "pipeline"``
+            the syntactic stage runs ``pretrain_epochs`` epochs, or ``epochs`` if 0.
+        lr: Adam learning rate.
+        clip: gradient clipping (max global L2 norm; 0 = none).
+        patience: stop after this many epochs without a better dev score (0 = never).
+        syntactic_loss: ``"hinge"`` (structured hinge, Hamming cost 1 per wrong arc) or
+            ``"crf"`` (tree CRF negative log-likelihood).
+        syntactic_weight: weight of the syntactic loss in joint (multitask) training.
+        eta: SPIGOT step size; 0 = the original per-sentence rule ``min(1, 1/||dL/dz||)``.
+        threads: torch CPU threads (0 = torch's default; 1 is fastest for small models on a
+            shared CPU).
+        progress: show tqdm progress bars.
+    """
+
+    epochs: int = 10
+    pretrain_epochs: int = 0
+    lr: float = 1e-3
+    clip: float = 1.0
+    patience: int = 0
+    syntactic_loss: str = "hinge"
+    syntactic_weight: float = 1.0
+    eta: float = 0.0
+    threads: int = 1
+    progress: bool = True
+
+
+@dataclass
+class Syn2SemConfig:
+    """Pipeline 1: syntactic-then-semantic dependency parsing.
+
+    Attributes:
+        task: ``"syn2sem"``.
+        mode: one of :data:`MODES`.
+        seed: seeds torch, numpy, random and the batching order.
+        name: free label for the run (used in output directory names).
+    """
+
+    task: str = "syn2sem"
+    mode: str = "spigot"
+    seed: int = 0
+    name: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> Syn2SemConfig:
+        """Check every value; raise :class:`ConfigError` naming the key."""
+        _choice("task", self.task, ("syn2sem",))
+        _choice("mode", self.mode, MODES)
+        d, m, t = self.data, self.model, self.train
+        _choice("data.source", d.source, ("synthetic", "files"))
+        _choice("data.on_invalid_tree", d.on_invalid_tree, ("raise", "skip"))
+        _choice("data.on_too_long", d.on_too_long, ("raise", "skip"))
+        if d.source == "files":
+            for key in ("train", "dev"):
+                if not getattr(d, key):
+                    raise ConfigError(f"data.{key} must be a file path when data.source = 'files'")
+        for key in ("batch_size", "eval_batch_size", "max_length", "word_min_freq"):
+            _positive(f"data.{key}", getattr(d, key))
+        for key in ("synthetic_dev",):
+            _positive(f"data.{key}", getattr(d, key))
+        if d.source == "synthetic":
+            _positive("data.synthetic_train", d.synthetic_train)
+            if not 3 <= d.synthetic_min_len <= d.synthetic_max_len:
+                raise ConfigError(
+                    "need 3 <= data.synthetic_min_len <= data.synthetic_max_len, got "
+                    f"{d.synthetic_min_len} and {d.synthetic_max_len}"
+                )
+        _nonneg("data.batch_tokens", d.batch_tokens)
+        _nonneg("data.synthetic_test", d.synthetic_test)
+        for key in ("word_dim", "lstm_hidden", "lstm_layers", "mlp_dim", "label_mlp_dim"):
+            _positive(f"model.{key}", getattr(m, key))
+        _positive("model.coupling_dim", m.coupling_dim)
+        _nonneg("model.pos_dim", m.pos_dim)
+        for key in ("dropout", "word_dropout"):
+            v = getattr(m, key)
+            if not 0.0 <= v < 1.0:
+                raise ConfigError(f"model.{key} must be in [0, 1), got {v}")
+        _choice("model.syn_scorer", m.syn_scorer, ("mlp", "biaffine"))
+        _choice("model.sem_scorer", m.sem_scorer, ("mlp", "biaffine"))
+        _nonneg("train.epochs", t.epochs)
+        _nonneg("train.pretrain_epochs", t.pretrain_epochs)
+        if t.lr <= 0:
+            raise ConfigError(f"train.lr must be > 0, got {t.lr}")
+        _nonneg("train.clip", t.clip)
+        _nonneg("train.patience", t.patience)
+        _nonneg("train.syntactic_weight", t.syntactic_weight)
+        _nonneg("train.eta", t.eta)
+        _nonneg("train.threads", t.threads)
+        _choice("train.syntactic_loss", t.syntactic_loss, ("hinge", "crf"))
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> Syn2SemConfig:
+        """A copy with top-level keys or dotted keys (``"train.epochs"``) changed."""
+        return apply_overrides(self, changes)
+
+
+CONFIG_CLASSES: dict[str, type] = {"syn2sem": Syn2SemConfig}
+"""Config dataclass of every task (later pipelines register theirs here)."""
+
+
+# ------------------------------------------------------------------------------------------
+# validation helpers
+# ------------------------------------------------------------------------------------------
+def _choice(key: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+
+
+def _positive(key: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{key} must be > 0, got {value}")
+
+
+def _nonneg(key: str, value: float) -> None:
+    if value < 0:
+        raise ConfigError(f"{key} must be >= 0, got {value}")
+
+
+def _sections(cls: type) -> dict[str, type]:
+    """Field name -> dataclass type, for the fields that are themselves dataclasses."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(default):
+            out[f.name] = type(default)
+    return out
+
+
+def _field_types(cls: type) -> dict[str, type]:
+    obj = cls()
+    return {f.name: type(getattr(obj, f.name)) for f in dataclasses.fields(cls)}
+
+
+def _coerce(key: str, value: Any, typ: type) -> Any:
+    """Check ``value`` against the default's type (ints are accepted for floats)."""
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    elif typ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and value.lower() in ("auto", "none"):  # eta = "auto"
+            return 0.0
+    elif typ is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise ConfigError(f"{key} must be of type {typ.__name__}, got {value!r}")
+
+
+def _unknown(key: str, valid: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key.split(".")[-1], [v.split(".")[-1] for v in valid], 1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"unknown config key {key!r}{hint}; valid keys: {', '.join(valid)}")
+
+
+def config_from_dict(data: dict[str, Any], cls: type | None = None) -> Any:
+    """Build (and validate) a config from nested dicts, e.g. a parsed TOML file.
+
+    The class is ``cls`` or the one registered for ``data["task"]`` (default ``"syn2sem"``).
+    Unknown keys and wrongly typed values raise :class:`ConfigError`.
+    """
+    if cls is None:
+        task = data.get("task", "syn2sem")
+        if task not in CONFIG_CLASSES:
+            raise ConfigError(f"unknown task {task!r}; known tasks: {', '.join(CONFIG_CLASSES)}")
+        cls = CONFIG_CLASSES[task]
+    sections = _sections(cls)
+    types = _field_types(cls)
+    top: dict[str, Any] = {}
+    sub: dict[str, dict[str, Any]] = {}
+    valid = [k for k in types if k not in sections] + [
+        f"{s}.{k}" for s, c in sections.items() for k in _field_types(c)
+    ]
+    for key, value in data.items():
+        if key in sections:
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{key}] must be a table, got {value!r}")
+            stypes = _field_types(sections[key])
+            kw = {}
+            for k, v in value.items():
+                if k not in stypes:
+                    raise _unknown(f"{key}.{k}", valid)
+                kw[k] = _coerce(f"{key}.{k}", v, stypes[k])
+            sub[key] = kw
+        elif key in types:
+            top[key] = _coerce(key, value, types[key])
+        else:
+            raise _unknown(key, valid)
+    obj = cls(**top, **{s: sections[s](**kw) for s, kw in sub.items()})
+    return obj.validate() if hasattr(obj, "validate") else obj
+
+
+def load_config(path: PathLike | None = None, overrides: Any = ()) -> Any:
+    """Read a TOML config (``None``: all defaults) and apply ``overrides``.
+
+    Args:
+        path: the ``.toml`` file.
+        overrides: ``["train.epochs=3", ...]`` strings or a ``{key: value}`` dict.
+
+    Raises:
+        ConfigError: missing file, TOML syntax error, unknown key or invalid value.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+    cfg = config_from_dict(data)
+    return apply_overrides(cfg, overrides)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"train.epochs=3"`` -> ``("train.epochs", 3)``; the value is a TOML value or a string."""
+    key, eq, raw = text.partition("=")
+    key = key.strip()
+    if not eq or not key:
+        raise ConfigError(f"override {text!r} is not of the form key=value")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(cfg: Any, overrides: Any) -> Any:
+    """A copy of ``cfg`` with ``overrides`` (``key=value`` strings or a dict) applied."""
+    items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
+    data = dataclasses.asdict(cfg)
+    sections = _sections(type(cfg))
+    for key, value in items:
+        if "." in key:
+            sec, _, k = key.partition(".")
+            if sec not in sections:
+                raise _unknown(key, _all_keys(type(cfg)))
+            data[sec][k] = value
+        elif key in data and key not in sections:
+            data[key] = value
+        else:
+            owners = [s for s, c in sections.items() if key in _field_types(c)]
+            if len(owners) == 1:
+                data[owners[0]][key] = value
+            elif len(owners) > 1:
+                raise ConfigError(
+                    f"config key {key!r} is ambiguous; write one of "
+                    + ", ".join(f"{s}.{key}" for s in owners)
+                )
+            else:
+                raise _unknown(key, _all_keys(type(cfg)))
+    return config_from_dict(data, type(cfg))
+
+
+def _all_keys(cls: type) -> list[str]:
+    sections = _sections(cls)
+    return [k for k in _field_types(cls) if k not in sections] + [
+        f"{s}.{k}" for s, c in sections.items() for k in _field_types(c)
+    ]
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    s = str(v).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{s}"'
+
+
+def dump_toml(cfg: Any) -> str:
+    """Render a config as TOML text that :func:`load_config` reads back to an equal config."""
+    data = dataclasses.asdict(cfg)
+    sections = _sections(type(cfg))
+    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if k not in sections]
+    for s in sections:
+        lines.append("")
+        lines.append(f"[{s}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in data[s].items())
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,318 @@
+"""``spigot experiment syn2sem``: every training mode over several seeds, one results table.
+
+Each (mode, seed) run trains a :class:`~spigot.models.syn2sem.Syn2SemTask` in
+``OUT/<mode>/seed<seed>/`` (config, JSONL log, best checkpoint, results). The experiment then
+writes ``OUT/results.md`` and ``OUT/results.csv`` (mean ± sd over seeds of dev/test labeled F1
+and UAS, seconds per training epoch and training sentences per second, per mode),
+``OUT/runs.csv`` (one row per run), ``OUT/learning_curve.png`` (dev labeled F1 and UAS per
+epoch, mean over seeds) and ``OUT/experiment.json``, and prints the table.
+
+Runs go to ``jobs`` worker processes (default: 2, one torch thread each); results do not
+depend on ``jobs``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from spigot.config import Syn2SemConfig, apply_overrides, config_from_dict, load_config
+
+__all__ = [
+    "DEFAULT_MODES",
+    "QUICK_SYNTHETIC",
+    "format_table",
+    "plot_curves",
+    "quick_config",
+    "run_experiment",
+    "summarize",
+]
+
+logger = logging.getLogger("spigot")
+
+DEFAULT_MODES = ("pipeline", "ste", "marginals", "spigot")
+DEFAULT_SEEDS = (0, 1)
+
+QUICK_SYNTHETIC: dict[str, Any] = {
+    "data.source": "synthetic",
+    "data.synthetic_train": 1000,
+    "data.synthetic_dev": 200,
+    "data.synthetic_test": 200,
+    "data.synthetic_max_len": 25,
+    "data.batch_size": 16,
+    "model.word_dim": 50,
+    "model.pos_dim": 25,
+    "model.lstm_hidden": 64,
+    "model.lstm_layers": 1,
+    "model.mlp_dim": 64,
+    "model.label_mlp_dim": 32,
+    "model.coupling_dim": 32,
+    "train.epochs": 8,
+    "train.lr": 2e-3,
+    "train.threads": 1,
+}
+"""The small synthetic configuration (``configs/syn2sem_synthetic.toml`` holds the same
+values): what ``spigot experiment syn2sem`` runs without ``--config``."""
+
+
+def quick_config() -> Syn2SemConfig:
+    """The dataclass defaults with :data:`QUICK_SYNTHETIC` applied."""
+    return apply_overrides(Syn2SemConfig(), QUICK_SYNTHETIC)
+
+
+def _run_one(cfg_dict: dict[str, Any], out_dir: str, progress: bool) -> dict[str, Any]:
+    """Train one (mode, seed) run; executed in a worker process."""
+    from spigot.models.syn2sem import Syn2SemTask
+
+    logging.getLogger("spigot").setLevel(logging.INFO if progress else logging.WARNING)
+    cfg = config_from_dict(cfg_dict, Syn2SemConfig)
+    splits = Syn2SemTask.load_splits(cfg)
+    task = Syn2SemTask.from_config(cfg, splits["train"])
+    res = task.fit(splits, out_dir, progress=progress)
+    return res
+
+
+def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return float("nan"), float("nan")
+    m = sum(vals) / len(vals)
+    if len(vals) < 2:
+        return m, 0.0
+    return m, math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
+
+
+def _get(res: dict[str, Any], split: str, key: str) -> float:
+    part = res.get(split) or {}
+    v = part.get(key)
+    return float("nan") if v is None else float(v)
+
+
+COLUMNS = (
+    ("dev_lf", "dev LF", 100.0),
+    ("test_lf", "test LF", 100.0),
+    ("dev_uas", "dev UAS", 100.0),
+    ("test_uas", "test UAS", 100.0),
+    ("sec_per_epoch", "s/epoch", 1.0),
+    ("sent_per_sec", "sent/s", 1.0),
+)
+
+
+def summarize(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per mode: ``n_seeds`` and ``<column>_mean``/``<column>_sd`` for every column."""
+    rows = []
+    for mode, runs in results.items():
+        values = {
+            "dev_lf": [_get(r, "dev", "lf") for r in runs],
+            "test_lf": [_get(r, "test", "lf") for r in runs],
+            "dev_uas": [_get(r, "dev", "uas") for r in runs],
+            "test_uas": [_get(r, "test", "uas") for r in runs],
+            "sec_per_epoch": [r["seconds_per_epoch"] for r in runs],
+            "sent_per_sec": [r["sentences_per_second"] for r in runs],
+        }
+        row: dict[str, Any] = {"mode": mode, "n_seeds": len(runs)}
+        for key, _, scale in COLUMNS:
+            m, sd = _mean_sd(values[key])
+            row[f"{key}_mean"], row[f"{key}_sd"] = m * scale, sd * scale
+        rows.append(row)
+    return rows
+
+
+def _cell(m: float, sd: float, digits: int) -> str:
+    if math.isnan(m):
+        return "–"
+    return f"{m:.{digits}f} ± {sd:.{digits}f}"
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The Markdown table (scores in %, mean ± sd over seeds)."""
+    head = ["mode", "seeds"] + [title for _, title, _ in COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["mode"], str(r["n_seeds"])]
+        for key, _, _ in COLUMNS:
+            digits = 0 if key == "sent_per_sec" else (2 if key == "sec_per_epoch" else 1)
+            cells.append(_cell(r[f"{key}_mean"], r[f"{key}_sd"], digits))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _csv(rows: Sequence[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    return buf.getvalue()
+
+
+def plot_curves(results: dict[str, list[dict[str, Any]]], path: str | os.PathLike) -> bool:
+    """Dev labeled F1 and UAS per epoch of the semantic/joint phase (mean over seeds).
+
+    Returns False (and logs why) if matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.warning("matplotlib is not installed: no learning-curve plot")
+        return False
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for mode, runs in results.items():
+        for ax, key in zip(axes, ("lf", "uas"), strict=True):
+            curves = [
+                [c.get(key) for c in r["curve"] if c["phase"] in ("joint", "semantics")]
+                for r in runs
+            ]
+            n = min((len(c) for c in curves), default=0)
+            if n == 0:
+                continue
+            ys = []
+            for e in range(n):
+                vals = [c[e] for c in curves if c[e] is not None]
+                ys.append(100 * sum(vals) / len(vals) if vals else float("nan"))
+            if all(math.isnan(y) for y in ys):
+                continue
+            ax.plot(range(1, n + 1), ys, marker="o", label=mode)
+    for ax, title in zip(axes, ("dev labeled F1 (semantics)", "dev UAS (syntax)"), strict=True):
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def run_experiment(
+    config: Syn2SemConfig,
+    *,
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    modes: Sequence[str] = DEFAULT_MODES,
+    out_dir: str | os.PathLike = "runs/syn2sem",
+    jobs: int = 2,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train every mode with every seed; write and return the summary (see module doc)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    plan = []
+    for mode in modes:
+        for seed in seeds:
+            cfg = apply_overrides(config, {"mode": mode, "seed": seed})
+            plan.append((mode, seed, cfg.to_dict(), str(out / mode / f"seed{seed}")))
+    results: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    bar: Any = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(plan), desc="runs", dynamic_ncols=True)
+    if jobs <= 1:
+        for mode, seed, cfg, run_dir in plan:
+            done[(mode, seed)] = _run_one(cfg, run_dir, progress)
+            if bar is not None:
+                bar.set_postfix_str(f"{mode}/seed{seed}")
+                bar.update()
+    else:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+            futures = {
+                pool.submit(_run_one, cfg, run_dir, False): (mode, seed)
+                for mode, seed, cfg, run_dir in plan
+            }
+            for fut in as_completed(futures):
+                mode, seed = futures[fut]
+                done[(mode, seed)] = fut.result()
+                if bar is not None:
+                    bar.set_postfix_str(f"{mode}/seed{seed}")
+                    bar.update()
+    if bar is not None:
+        bar.close()
+    for mode, seed, _, _ in plan:
+        results[mode].append(done[(mode, seed)])
+    wall = time.perf_counter() - start
+    rows = summarize(results)
+    table = format_table(rows)
+    by_mode = {r["mode"]: r for r in rows}
+    notes = []
+    if "gold" in by_mode and "none" in by_mode:
+        for split in ("dev", "test"):
+            g, n = by_mode["gold"][f"{split}_lf_mean"], by_mode["none"][f"{split}_lf_mean"]
+            notes.append(f"gold - none ({split} LF): {g - n:+.1f} points")
+    header = (
+        f"# syn2sem: {len(modes)} modes x {len(seeds)} seeds (seeds {', '.join(map(str, seeds))})"
+        f", {wall / 60:.1f} min wall time, {jobs} job(s)\n\n"
+        "LF = SDP labeled F1 (tops included), UAS = unlabeled attachment; % , mean ± sd over "
+        "seeds; best epoch by dev LF. s/epoch and sent/s: training only.\n\n"
+    )
+    md = header + table + ("\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "")
+    (out / "results.md").write_text(md, encoding="utf-8")
+    (out / "results.csv").write_text(_csv(rows), encoding="utf-8")
+    run_rows = [
+        {
+            "mode": m,
+            "seed": r["seed"],
+            "best_epoch": r["best_epoch"],
+            "dev_lf": _get(r, "dev", "lf"),
+            "test_lf": _get(r, "test", "lf"),
+            "dev_uas": _get(r, "dev", "uas"),
+            "test_uas": _get(r, "test", "uas"),
+            "sec_per_epoch": r["seconds_per_epoch"],
+            "sent_per_sec": r["sentences_per_second"],
+        }
+        for m, runs in results.items()
+        for r in runs
+    ]
+    (out / "runs.csv").write_text(_csv(run_rows), encoding="utf-8")
+    plotted = plot_curves(results, out / "learning_curve.png")
+    summary = {
+        "modes": list(modes),
+        "seeds": list(seeds),
+        "jobs": jobs,
+        "wall_seconds": wall,
+        "rows": rows,
+        "notes": notes,
+        "config": config.to_dict(),
+        "markdown": md,
+        "plot": str(out / "learning_curve.png") if plotted else None,
+    }
+    (out / "experiment.json").write_text(
+        json.dumps(summary, indent=2, default=str).replace("NaN", "null") + "\n",
+        encoding="utf-8",
+    )
+    return summary
+
+
+def main(args: Any) -> int:
+    """Entry point of ``spigot experiment syn2sem`` (called by :mod:`spigot.cli`)."""
+    cfg = load_config(args.config, args.set or []) if args.config else quick_config()
+    if not args.config and args.set:
+        cfg = apply_overrides(cfg, args.set)
+    progress = cfg.train.progress and not args.no_progress
+    summary = run_experiment(
+        cfg,
+        seeds=args.seeds,
+        modes=args.modes,
+        out_dir=args.out,
+        jobs=args.jobs,
+        progress=progress,
+    )
+    print(summary["markdown"], end="")
+    print(f"\nwrote {Path(args.out) / 'results.md'}, results.csv, runs.csv, learning_curve.png")
+    return 0

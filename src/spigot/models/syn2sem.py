@@ -1,0 +1,680 @@
+"""Pipeline 1: syntactic-then-semantic dependency parsing through a hard tree.
+
+A syntactic parser scores arcs ``s`` and decides a tree ``z`` in the middle of the network;
+each word ``i`` of the semantic parser then receives the representation of its syntactic head,
+``sum_j z[j, i] * W h_j`` (``h`` = the syntactic parser's BiLSTM states), concatenated to its
+embeddings. How the semantic loss reaches ``s`` through ``z`` is the ``mode``:
+
+===========  ============================================  ================================
+mode         z (training / test)                            gradient to the syntactic scores
+===========  ============================================  ================================
+pipeline     argmax of a syntactic parser trained first     none (the parser is frozen)
+             and then frozen
+ste          argmax / argmax                                straight-through
+spigot       argmax / argmax                                SPIGOT (projection on the trees'
+                                                            relaxed polytope)
+marginals    arc marginals / arc marginals                  exact (structured attention)
+gold         gold tree / gold tree (an oracle)              none
+none         no tree (semantic parser alone)                none
+===========  ============================================  ================================
+
+Joint modes (``ste``, ``spigot``, ``marginals``, ``gold``) keep the syntactic loss on with
+weight ``train.syntactic_weight``; ``train.pretrain_epochs`` syntactic-only epochs may come
+first. :class:`Syn2SemTask` holds the data, vocabularies and model and drives training,
+evaluation and prediction; the command line (:mod:`spigot.cli`) and the experiment runner
+(:mod:`spigot.experiments.syn2sem`) use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from spigot.config import Syn2SemConfig, config_from_dict, dump_toml
+from spigot.data import (
+    BucketIterator,
+    LabelVocab,
+    Sentence,
+    Vocab,
+    load_glove,
+    read_conllu,
+    read_sdp,
+    synthetic_splits,
+)
+from spigot.estimators import structured_argmax
+from spigot.metrics import AttachmentScorer, SemanticScorer
+from spigot.models.encoder import BiLSTMEncoder
+from spigot.models.parsers import SemanticParser, SyntacticParser, tree_arcs
+from spigot.structures import DependencyTree
+from spigot.training import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    DataError,
+    JsonlLog,
+    Trainer,
+    atomic_torch_save,
+    atomic_write_text,
+    seed_everything,
+    set_threads,
+)
+
+__all__ = ["Syn2Sem", "Syn2SemTask", "read_corpus"]
+
+logger = logging.getLogger("spigot")
+
+
+class Syn2Sem(nn.Module):
+    """The coupled model: a syntactic parser, the coupling ``W`` and a semantic parser.
+
+    Args:
+        config: the run configuration (``mode``, ``model`` sizes, ``train.eta``).
+        n_words, n_pos: token vocabulary sizes (shared by both encoders' lookups).
+        n_labels: semantic label vocabulary size (with ``<none>``).
+        n_deprels: syntactic relation vocabulary size (with ``<none>``), used when
+            ``model.syntactic_labels``.
+        pretrained: optional GloVe matrix ``[n_words, dim]`` for both encoders.
+    """
+
+    def __init__(
+        self,
+        config: Syn2SemConfig,
+        n_words: int,
+        n_pos: int,
+        n_labels: int,
+        n_deprels: int = 0,
+        pretrained: Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        m = config.model
+        self.mode = config.mode
+        self.eta = config.train.eta if config.train.eta > 0 else None
+        word_dim = int(pretrained.shape[1]) if pretrained is not None else m.word_dim
+
+        def encoder(extra_dim: int) -> BiLSTMEncoder:
+            return BiLSTMEncoder(
+                n_words,
+                n_pos,
+                word_dim=word_dim,
+                pos_dim=m.pos_dim,
+                hidden=m.lstm_hidden,
+                layers=m.lstm_layers,
+                extra_dim=extra_dim,
+                dropout=m.dropout,
+                word_dropout=m.word_dropout,
+                pretrained=pretrained,
+                freeze=m.freeze_embeddings,
+            )
+
+        self.tree = DependencyTree(projective=m.projective, single_root=m.single_root)
+        self.syntax = SyntacticParser(
+            encoder(0),
+            scorer=m.syn_scorer,
+            mlp_dim=m.mlp_dim,
+            tree=self.tree,
+            n_labels=n_deprels if m.syntactic_labels else 0,
+            label_mlp_dim=m.label_mlp_dim,
+        )
+        self.coupled = self.mode != "none"
+        self.coupling = (
+            nn.Linear(self.syntax.encoder.output_dim, m.coupling_dim, bias=False)
+            if self.coupled
+            else None
+        )
+        self.semantics = SemanticParser(
+            encoder(m.coupling_dim if self.coupled else 0),
+            n_labels,
+            scorer=m.sem_scorer,
+            mlp_dim=m.mlp_dim,
+            label_mlp_dim=m.label_mlp_dim,
+        )
+        self.syntax_frozen = False
+
+    # -- pieces ----------------------------------------------------------------------------
+    def freeze_syntax(self) -> None:
+        """Fix the syntactic parser (pipeline stage 2): no gradient, always in eval mode."""
+        self.syntax_frozen = True
+        for p in self.syntax.parameters():
+            p.requires_grad_(False)
+        self.syntax.eval()
+
+    def train(self, mode: bool = True) -> Syn2Sem:
+        super().train(mode)
+        if self.syntax_frozen:
+            self.syntax.eval()
+        return self
+
+    def syntactic(self, batch: Any) -> tuple[Tensor, Tensor]:
+        """``(h, s)``: syntactic BiLSTM states and arc scores."""
+        if self.syntax_frozen:
+            with torch.no_grad():
+                return self.syntax(batch.words, batch.pos, batch.lengths)
+        return self.syntax(batch.words, batch.pos, batch.lengths)
+
+    def decide_tree(self, s: Tensor, batch: Any) -> Tensor:
+        """The tree ``z`` the semantic parser reads (hard or marginals, see the module table)."""
+        lengths = batch.lengths
+        if self.mode == "gold":
+            if batch.heads is None:
+                raise DataError("mode 'gold' needs gold syntactic trees in the data")
+            return tree_arcs(batch.heads, lengths, s)
+        if self.mode == "marginals":
+            return structured_argmax(s, self.tree, estimator="marginals", lengths=lengths)
+        if self.mode in ("ste", "spigot") and self.training and torch.is_grad_enabled():
+            eta = self.eta if self.mode == "spigot" else None
+            return structured_argmax(s, self.tree, estimator=self.mode, lengths=lengths, eta=eta)
+        return structured_argmax(s, self.tree, estimator="pipeline", lengths=lengths)
+
+    def head_features(self, h: Tensor, z: Tensor) -> Tensor:
+        """``[B, n+1, coupling_dim]``: ``sum_j z[j, i] * W h_j`` for every word ``i``."""
+        assert self.coupling is not None
+        return torch.einsum("bjm,bjd->bmd", z, self.coupling(h))
+
+    def forward(self, batch: Any) -> dict[str, Tensor | None]:
+        """All scores of a batch: ``h, s`` (syntax), ``z``, ``r, sem`` (semantics)."""
+        h = s = z = extra = None
+        if self.coupled:
+            h, s = self.syntactic(batch)
+            z = self.decide_tree(s, batch)
+            extra = self.head_features(h, z)
+        r, sem = self.semantics(batch.words, batch.pos, batch.lengths, extra)
+        return {"h": h, "s": s, "z": z, "r": r, "sem": sem}
+
+    # -- losses ----------------------------------------------------------------------------
+    def _syntactic_loss(self, h: Tensor, s: Tensor, batch: Any, kind: str) -> Tensor:
+        if batch.heads is None:
+            raise DataError("training the syntactic parser needs gold trees in the data")
+        gold = tree_arcs(batch.heads, batch.lengths, s)
+        loss = self.syntax.loss(s, gold, batch.lengths, kind).sum()
+        if self.syntax.label_scorer is not None:
+            if batch.deprels is None:
+                raise DataError("model.syntactic_labels needs relation labels in the data")
+            loss = loss + self.syntax.label_loss(h, batch.heads, batch.deprels, batch.mask)
+        return loss
+
+    def syntactic_loss(self, batch: Any, kind: str = "hinge") -> tuple[Tensor, dict[str, float]]:
+        """Syntax-only training loss, per word of the batch."""
+        h, s = self.syntax(batch.words, batch.pos, batch.lengths)
+        loss = self._syntactic_loss(h, s, batch, kind) / batch.lengths.sum()
+        return loss, {"syntax": float(loss.detach())}
+
+    def loss(
+        self, batch: Any, kind: str = "hinge", syntactic_weight: float = 1.0
+    ) -> tuple[Tensor, dict[str, float]]:
+        """Semantic loss (+ weighted syntactic loss in joint modes), per word of the batch."""
+        if batch.arcs is None or batch.arc_labels is None:
+            raise DataError("training the semantic parser needs semantic graphs in the data")
+        out = self.forward(batch)
+        n_words = batch.lengths.sum()
+        arc_loss, label_loss = self.semantics.loss(
+            out["r"], out["sem"], batch.arcs, batch.arc_labels, batch.lengths
+        )
+        loss = (arc_loss + label_loss) / n_words
+        stats = {"semantics": float(loss.detach())}
+        joint = self.coupled and not self.syntax_frozen and syntactic_weight > 0
+        if joint:
+            syn = self._syntactic_loss(out["h"], out["s"], batch, kind) / n_words
+            loss = loss + syntactic_weight * syn
+            stats["syntax"] = float(syn.detach())
+        return loss, stats
+
+    # -- prediction ------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, batch: Any) -> dict[str, Tensor | None]:
+        """Predicted ``heads [B, n+1]`` (None in mode ``none``), ``deprels`` (ids or None),
+        semantic ``arcs`` (0/1) and ``labels`` (ids) ``[B, n+1, n+1]``."""
+        out = self.forward(batch)
+        heads = deprels = None
+        if out["s"] is not None:
+            z = out["z"]
+            if self.mode in ("marginals", "gold"):
+                z = self.tree.argmax(out["s"], batch.lengths)
+            heads = z.argmax(dim=1)
+            deprels = self.syntax.predict_labels(out["h"], heads, batch.mask)
+        arcs, labels = self.semantics.decode(out["r"], out["sem"], batch.lengths)
+        return {"heads": heads, "deprels": deprels, "arcs": arcs, "labels": labels}
+
+
+# ------------------------------------------------------------------------------------------
+# data
+# ------------------------------------------------------------------------------------------
+def read_corpus(path: str | os.PathLike, data: Any) -> list[Sentence]:
+    """Read a ``.conllu``/``.conllu.gz`` or ``.sdp`` file with the options of ``data``."""
+    p = Path(path)
+    if not p.is_file():
+        hint = "" if p.is_absolute() else f" (relative paths are resolved against {Path.cwd()})"
+        raise FileNotFoundError(f"data file not found: {p}{hint}")
+    name = p.name.lower().removesuffix(".gz")
+    if name.endswith(".sdp"):
+        sents = read_sdp(p)
+    else:
+        sents = read_conllu(
+            p,
+            drop_function_labels=data.drop_function_labels,
+            on_invalid_tree=data.on_invalid_tree,
+        )
+    if not sents:
+        raise DataError(f"{p}: no usable sentences")
+    return sents
+
+
+def is_sdp_path(path: str | os.PathLike) -> bool:
+    return str(path).lower().removesuffix(".gz").endswith(".sdp")
+
+
+class Syn2SemTask:
+    """Data, vocabularies and the :class:`Syn2Sem` model of one run.
+
+    Build one from a config (:meth:`from_config`), train it (:meth:`fit`), or restore it from
+    a checkpoint (:meth:`from_checkpoint`) to :meth:`evaluate` or :meth:`predict`.
+    """
+
+    name = "syn2sem"
+
+    def __init__(
+        self,
+        config: Syn2SemConfig,
+        vocabs: dict[str, Any],
+        model: Syn2Sem,
+    ) -> None:
+        self.config = config
+        self.vocabs = vocabs
+        self.model = model
+        self.glove_stats: Any = None
+
+    # -- construction ----------------------------------------------------------------------
+    @staticmethod
+    def load_splits(config: Syn2SemConfig) -> dict[str, list[Sentence]]:
+        """``{"train", "dev", "test"}`` sentences (``test`` may be empty)."""
+        d = config.data
+        if d.source == "synthetic":
+            tr, dv, te = synthetic_splits(
+                d.synthetic_seed,
+                d.synthetic_train,
+                d.synthetic_dev,
+                d.synthetic_test,
+                min_len=d.synthetic_min_len,
+                max_len=d.synthetic_max_len,
+            )
+            return {"train": tr, "dev": dv, "test": te}
+        out = {"train": read_corpus(d.train, d), "dev": read_corpus(d.dev, d)}
+        out["test"] = read_corpus(d.test, d) if d.test else []
+        return out
+
+    @classmethod
+    def from_config(cls, config: Syn2SemConfig, train: Sequence[Sentence]) -> Syn2SemTask:
+        """Vocabularies from ``train`` and a freshly initialised model (seeded)."""
+        config.validate()
+        d = config.data
+        if not train:
+            raise DataError("the training data is empty")
+        if config.mode != "none":
+            missing = sum(s.heads is None for s in train)
+            if missing:
+                raise DataError(
+                    f"mode {config.mode!r} trains a syntactic parser, but {missing} of "
+                    f"{len(train)} training sentences have no syntactic tree (SDP files have "
+                    "none); use CoNLL-U data or mode = 'none'"
+                )
+        missing = sum(s.arcs is None for s in train)
+        if missing:
+            raise DataError(
+                f"{missing} of {len(train)} training sentences have no semantic graph "
+                "(the DEPS column of CoNLL-U is empty)"
+            )
+        vocabs: dict[str, Any] = {
+            "words": Vocab.from_sentences(
+                train, "words", min_freq=d.word_min_freq, lower=d.lowercase
+            ),
+            "pos": Vocab.from_sentences(train, "pos"),
+            "labels": LabelVocab.from_arcs(train),
+            "deprels": LabelVocab.from_deprels(train),
+        }
+        if len(vocabs["labels"]) < 2:
+            raise DataError("the training data has no semantic arcs (no labels to learn)")
+        seed_everything(config.seed)
+        pretrained, stats = None, None
+        if d.glove:
+            if not Path(d.glove).is_file():
+                raise FileNotFoundError(f"GloVe file not found: {d.glove}")
+            pretrained, stats = load_glove(d.glove, vocabs["words"], seed=config.seed)
+            logger.info(
+                "GloVe %s: %dd, %.1f%% of word types and %.1f%% of tokens covered",
+                d.glove,
+                stats.dim,
+                100 * stats.type_coverage,
+                100 * stats.token_coverage,
+            )
+        model = cls._build_model(config, vocabs, pretrained)
+        task = cls(config, vocabs, model)
+        task.glove_stats = stats
+        return task
+
+    @staticmethod
+    def _build_model(
+        config: Syn2SemConfig, vocabs: dict[str, Any], pretrained: Tensor | None = None
+    ) -> Syn2Sem:
+        set_threads(config.train.threads)
+        return Syn2Sem(
+            config,
+            len(vocabs["words"]),
+            len(vocabs["pos"]),
+            len(vocabs["labels"]),
+            len(vocabs["deprels"]),
+            pretrained=pretrained,
+        )
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def checkpoint(self, **extra: Any) -> dict[str, Any]:
+        """The checkpoint payload (config, vocabularies, weights, ``extra``)."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "task": self.name,
+            "config": self.config.to_dict(),
+            "vocabs": {k: v.to_dict() for k, v in self.vocabs.items()},
+            "word_dim": int(self.model.syntax.encoder.word_emb.weight.shape[1]),
+            "state_dict": self.model.state_dict(),
+            **extra,
+        }
+
+    def save(self, path: str | os.PathLike, **extra: Any) -> None:
+        """Write the checkpoint atomically."""
+        atomic_torch_save(self.checkpoint(**extra), path)
+
+    @classmethod
+    def from_checkpoint(cls, payload: dict[str, Any]) -> Syn2SemTask:
+        """Rebuild the task from :meth:`checkpoint`'s payload (see ``load_checkpoint``)."""
+        config = config_from_dict(payload["config"], Syn2SemConfig)
+        vocabs = {}
+        for k, v in payload["vocabs"].items():
+            vocabs[k] = (Vocab if v.get("type") == "Vocab" else LabelVocab).from_dict(v)
+        config = dataclasses.replace(
+            config,
+            model=dataclasses.replace(config.model, word_dim=payload.get("word_dim", 100)),
+        )
+        model = cls._build_model(config, vocabs)
+        model.load_state_dict(payload["state_dict"])
+        model.eval()
+        return cls(config, vocabs, model)
+
+    # -- batches ---------------------------------------------------------------------------
+    def batches(self, sentences: Sequence[Sentence], *, train: bool) -> BucketIterator:
+        """Length-bucketed batches; training batches carry label ids and reshuffle."""
+        d = self.config.data
+        labeled = self.config.model.syntactic_labels
+        return BucketIterator(
+            sentences,
+            self.vocabs["words"],
+            self.vocabs["pos"],
+            deprel_vocab=self.vocabs["deprels"] if train and labeled else None,
+            label_vocab=self.vocabs["labels"] if train else None,
+            batch_size=d.batch_size if train else d.eval_batch_size,
+            batch_tokens=(d.batch_tokens or None) if train else None,
+            shuffle=train,
+            seed=self.config.seed,
+            max_length=d.max_length,
+            on_too_long=d.on_too_long,  # type: ignore[arg-type]
+        )
+
+    def unknown_labels(self, sentences: Sequence[Sentence]) -> Counter[str]:
+        """Gold semantic labels (not top arcs) absent from the training label vocabulary."""
+        vocab = self.vocabs["labels"]
+        return Counter(
+            lab for s in sentences for h, _, lab in (s.arcs or ()) if h != 0 and lab not in vocab
+        )
+
+    def warn_unknown_labels(self, sentences: Sequence[Sentence], name: str) -> str | None:
+        """Log (and return) a message if ``sentences`` have labels the model cannot predict."""
+        unk = self.unknown_labels(sentences)
+        if not unk:
+            return None
+        shown = ", ".join(f"{lab!r} ({c})" for lab, c in unk.most_common(5))
+        more = f" and {len(unk) - 5} more" if len(unk) > 5 else ""
+        msg = (
+            f"{name}: {sum(unk.values())} gold arcs have {len(unk)} labels unseen in training "
+            f"({shown}{more}); the model cannot predict them, so they count as errors"
+        )
+        logger.warning(msg)
+        return msg
+
+    # -- evaluation and prediction ---------------------------------------------------------
+    def _run(
+        self, sentences: Sequence[Sentence], progress: bool = False, desc: str = "eval"
+    ) -> tuple[dict[int, dict[str, Any]], int]:
+        """Predictions per dataset index, and the number of sentences skipped (too long)."""
+        it = self.batches(sentences, train=False)
+        if self.config.mode == "gold" and any(sentences[i].heads is None for i in it.kept):
+            raise DataError("mode 'gold' reads gold trees, but some sentences have none")
+        labels = self.vocabs["labels"].itos
+        deprels = self.vocabs["deprels"].itos
+        self.model.eval()
+        out: dict[int, dict[str, Any]] = {}
+        iterable: Any = it
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterable = tqdm(it, total=len(it), desc=desc, leave=False, dynamic_ncols=True)
+        for batch in iterable:
+            pred = self.model.predict(batch)
+            arcs = pred["arcs"].nonzero().tolist()
+            lab = pred["labels"]
+            per: list[list[tuple[int, int, str]]] = [[] for _ in range(len(batch))]
+            for b, h, m in arcs:
+                per[b].append((h, m, labels[int(lab[b, h, m])]))
+            heads = pred["heads"].tolist() if pred["heads"] is not None else None
+            rels = pred["deprels"].tolist() if pred["deprels"] is not None else None
+            for b, idx in enumerate(batch.indices):
+                k = int(batch.lengths[b])
+                out[idx] = {
+                    "arcs": sorted(per[b], key=lambda a: (a[1], a[0])),
+                    "heads": heads[b][1 : k + 1] if heads is not None else None,
+                    "deprels": [deprels[r] for r in rels[b][1 : k + 1]] if rels else None,
+                }
+        return out, it.n_skipped
+
+    def evaluate(
+        self,
+        sentences: Sequence[Sentence],
+        *,
+        semantics: bool = True,
+        progress: bool = False,
+        exclude_pos: Sequence[str] = (),
+    ) -> dict[str, float]:
+        """SDP labeled/unlabeled P/R/F1 and exact match, UAS/LAS (fractions in [0, 1]).
+
+        Sentences without a gold graph (tree) do not count for the semantic (syntactic)
+        scores; ``n_skipped`` counts sentences dropped for being too long.
+        """
+        preds, n_skipped = self._run(sentences, progress)
+        sem, syn = SemanticScorer(), AttachmentScorer(exclude_pos)
+        labeled = self.model.syntax.label_scorer is not None
+        for i, p in preds.items():
+            gold = sentences[i]
+            if semantics and gold.arcs is not None:
+                sem.update(gold.arcs, p["arcs"])
+            if gold.heads is not None and p["heads"] is not None:
+                syn.update(
+                    gold.heads,
+                    p["heads"],
+                    gold.deprels if labeled else None,
+                    p["deprels"] if labeled else None,
+                    gold.pos,
+                )
+        res: dict[str, float] = {}
+        if semantics and sem.n_sentences:
+            res.update({k: v for k, v in sem.compute().items() if not k.startswith("n_")})
+        if syn.n_sentences:
+            a = syn.compute()
+            res.update({"uas": a["uas"], "las": a["las"]})
+        else:
+            res.update({"uas": float("nan"), "las": float("nan")})
+        res["n_sentences"] = len(preds)
+        res["n_skipped"] = n_skipped
+        return res
+
+    def predict(
+        self, sentences: Sequence[Sentence], *, sdp: bool = False, progress: bool = False
+    ) -> list[Sentence]:
+        """Copies of ``sentences`` with predicted heads (CoNLL-U) and semantic arcs.
+
+        With ``sdp=True`` the copies keep no tree (SDP has none) and their predicate flags are
+        recomputed from the predicted arcs. Sentences skipped for being too long keep no
+        predictions (``heads``/``arcs`` ``None``).
+        """
+        preds, n_skipped = self._run(sentences, progress, desc="predict")
+        if n_skipped:
+            logger.warning(
+                "%d sentences longer than data.max_length=%d were not parsed",
+                n_skipped,
+                self.config.data.max_length,
+            )
+        out = []
+        for i, s in enumerate(sentences):
+            p = preds.get(i)
+            extra = dict(s.extra)
+            if sdp:
+                extra["pred"] = ["-"] * len(s)
+                out.append(dataclasses.replace(s, arcs=p["arcs"] if p else None, extra=extra))
+                continue
+            heads = p["heads"] if p else None
+            rels = (p["deprels"] or ["_"] * len(s)) if heads is not None else None
+            out.append(
+                dataclasses.replace(
+                    s, heads=heads, deprels=rels, arcs=p["arcs"] if p else None, extra=extra
+                )
+            )
+        return out
+
+    # -- training --------------------------------------------------------------------------
+    def fit(
+        self,
+        splits: dict[str, list[Sentence]],
+        out_dir: str | os.PathLike,
+        *,
+        progress: bool | None = None,
+    ) -> dict[str, Any]:
+        """Train with the config's mode; write the run directory; return the final results.
+
+        The run directory gets ``config.toml``, ``metrics.jsonl`` (one record per epoch plus
+        the final scores), ``best.pt`` (best dev labeled F1, written atomically) and
+        ``results.json``.
+        """
+        cfg, t = self.config, self.config.train
+        progress = t.progress if progress is None else progress
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(dump_toml(cfg), out / "config.toml")
+        log = JsonlLog(out / "metrics.jsonl")
+        seed_everything(cfg.seed)
+        train_it = self.batches(splits["train"], train=True)
+        if train_it.n_skipped:
+            logger.warning(
+                "skipped %d training sentences longer than data.max_length=%d",
+                train_it.n_skipped,
+                cfg.data.max_length,
+            )
+        if not train_it.kept:
+            raise DataError("no training sentence is left after the length filter")
+        for name in ("dev", "test"):
+            self.warn_unknown_labels(splits.get(name) or [], name)
+        dev = splits["dev"]
+        n_params = sum(p.numel() for p in self.model.parameters())
+        log.write(
+            {
+                "event": "start",
+                "task": self.name,
+                "mode": cfg.mode,
+                "seed": cfg.seed,
+                "n_train": len(train_it.kept),
+                "n_dev": len(dev),
+                "n_test": len(splits.get("test") or []),
+                "n_skipped_train": train_it.n_skipped,
+                "n_parameters": n_params,
+                "vocab_sizes": {k: len(v) for k, v in self.vocabs.items()},
+            }
+        )
+        trainer = Trainer(
+            self.model, lr=t.lr, clip=t.clip, patience=t.patience, log=log, progress=progress
+        )
+        history = []
+        start = time.perf_counter()
+        # stage 1: syntax alone (pipeline stage 1, or pre-training of the joint modes)
+        n_syntax = t.pretrain_epochs or (t.epochs if cfg.mode == "pipeline" else 0)
+        if cfg.mode != "none" and n_syntax > 0:
+            res = trainer.fit(
+                train_it,
+                lambda b: self.model.syntactic_loss(b, t.syntactic_loss),
+                lambda: self.evaluate(dev, semantics=False),
+                epochs=n_syntax,
+                select="uas",
+                phase="syntax",
+                parameters=self.model.syntax.parameters(),
+            )
+            history.extend(res.history)
+        if cfg.mode == "pipeline":
+            self.model.freeze_syntax()
+        # stage 2: semantics (joint with syntax except in pipeline / none / gold-without-loss)
+        best_path = out / "best.pt"
+        phase = "semantics" if cfg.mode in ("pipeline", "none") else "joint"
+
+        def on_best(epoch: int, metrics: Any) -> None:
+            self.save(best_path, epoch=epoch, phase=phase, dev=dict(metrics))
+
+        res = trainer.fit(
+            train_it,
+            lambda b: self.model.loss(b, t.syntactic_loss, t.syntactic_weight),
+            lambda: self.evaluate(dev),
+            epochs=t.epochs,
+            select="lf",
+            phase=phase,
+            on_best=on_best,
+        )
+        history.extend(res.history)
+        if res.best_epoch == 0:  # no semantic epoch ran: save the model as it is
+            on_best(0, {})
+        train_seconds = time.perf_counter() - start
+        final = {"dev": self.evaluate(dev)}
+        if splits.get("test"):
+            final["test"] = self.evaluate(splits["test"])
+        epoch_seconds = [e.seconds for e in history]
+        n_sent = sum(e.sentences for e in history)
+        results = {
+            "task": self.name,
+            "mode": cfg.mode,
+            "seed": cfg.seed,
+            "best_epoch": res.best_epoch,
+            "stopped_early": res.stopped_early,
+            "dev": final["dev"],
+            "test": final.get("test"),
+            "epochs_run": len(history),
+            "seconds_per_epoch": sum(epoch_seconds) / len(epoch_seconds) if history else 0.0,
+            "sentences_per_second": n_sent / sum(epoch_seconds) if history else 0.0,
+            "train_seconds": train_seconds,
+            "curve": [
+                {"phase": e.phase, "epoch": e.epoch, "loss": e.loss, **e.metrics} for e in history
+            ],
+            "checkpoint": str(best_path),
+        }
+        log.write({"event": "final", **{k: v for k, v in results.items() if k != "curve"}})
+        atomic_write_text(json.dumps(_finite(results), indent=2) + "\n", out / "results.json")
+        return results
+
+
+def _finite(x: Any) -> Any:
+    if isinstance(x, float) and x != x:
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return x

@@ -1,0 +1,155 @@
+"""The trainer and the command line, on tiny synthetic data (each run takes a few seconds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from spigot.cli import main
+from spigot.data import (
+    check_tree,
+    generate_treebank,
+    read_conllu,
+    read_sdp,
+    write_conllu,
+    write_sdp,
+)
+
+TINY = [
+    "data.synthetic_train=30",
+    "data.synthetic_dev=8",
+    "data.synthetic_test=8",
+    "data.synthetic_max_len=12",
+    "model.word_dim=8",
+    "model.pos_dim=4",
+    "model.lstm_hidden=8",
+    "model.lstm_layers=1",
+    "model.mlp_dim=8",
+    "model.label_mlp_dim=8",
+    "model.coupling_dim=4",
+    "train.epochs=1",
+    "train.threads=1",
+]
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / "tiny.toml"
+    path.write_text('task = "syn2sem"\nmode = "spigot"\n\n[data]\nsource = "synthetic"\n')
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, config) -> Path:
+    out = tmp_path_factory.mktemp("run") / "spigot"
+    assert main(["train", str(config), "--set", *TINY, "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_train_writes_the_run_directory(run):
+    names = sorted(p.name for p in run.iterdir())
+    assert names == ["best.pt", "config.toml", "metrics.jsonl", "results.json"]  # no temp files
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["event"] for r in records] == ["start", "epoch", "final"]
+    epoch = records[1]
+    assert epoch["phase"] == "joint" and "dev_lf" in epoch and "dev_uas" in epoch
+    assert epoch["sentences"] == 30 and epoch["sentences_per_second"] > 0
+    results = json.loads((run / "results.json").read_text())
+    assert results["mode"] == "spigot" and 0 <= results["dev"]["lf"] <= 1
+
+
+def test_checkpoint_round_trip(run):
+    from spigot.models.syn2sem import Syn2SemTask
+    from spigot.training import load_checkpoint
+
+    task = Syn2SemTask.from_checkpoint(load_checkpoint(run / "best.pt"))
+    results = json.loads((run / "results.json").read_text())
+    dev = task.load_splits(task.config)["dev"]
+    metrics = task.evaluate(dev)
+    assert metrics["lf"] == pytest.approx(results["dev"]["lf"] or 0.0)
+    assert metrics["uas"] == pytest.approx(results["dev"]["uas"])
+
+
+def test_evaluate_and_predict_conllu(run, tmp_path, capsys):
+    gold = tmp_path / "gold.conllu"
+    write_conllu(generate_treebank(5, seed=9, max_len=12), gold)
+    assert main(["evaluate", str(run / "best.pt"), "--data", str(gold), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert {"lf", "uf", "uas", "lm"} <= set(metrics)
+    out = tmp_path / "pred.conllu"
+    assert main(["predict", str(run / "best.pt"), "--data", str(gold), "--output", str(out)]) == 0
+    pred = read_conllu(out)
+    assert len(pred) == 5
+    for s in pred:
+        assert check_tree(s.heads) is None
+        assert s.arcs is not None
+
+
+def test_predict_sdp(run, tmp_path):
+    gold = tmp_path / "gold.sdp"
+    write_sdp(generate_treebank(4, seed=8, max_len=12), gold)
+    out = tmp_path / "pred.sdp"
+    assert main(["predict", str(run / "best.pt"), "--data", str(gold), "--output", str(out)]) == 0
+    pred = read_sdp(out)
+    assert [s.words for s in pred] == [s.words for s in read_sdp(gold)]
+    assert all(s.heads is None for s in pred)
+
+
+def test_error_messages(run, tmp_path, capsys, config):
+    ckpt = str(run / "best.pt")
+    empty = tmp_path / "empty.conllu"
+    empty.write_text("")
+    assert main(["evaluate", ckpt, "--data", str(empty)]) == 1
+    assert "empty" in capsys.readouterr().err
+    assert main(["evaluate", ckpt, "--data", str(tmp_path / "nope.conllu")]) == 1
+    assert "not found" in capsys.readouterr().err
+    assert main(["evaluate", str(empty), "--data", str(empty)]) == 1
+    assert "not a" in capsys.readouterr().err
+    # a sentence longer than max_length: a clear error, or skipped and counted
+    long = tmp_path / "long.conllu"
+    write_conllu(generate_treebank(3, seed=1, min_len=20, max_len=25), long)
+    rc = main(["train", str(config), "--set", *TINY, "data.max_length=10", "--out", str(tmp_path)])
+    assert rc == 1 and "max_length=10" in capsys.readouterr().err
+    # unknown label at evaluation time: a warning naming it, the arc counts as an error
+    odd = generate_treebank(2, seed=3, max_len=12)
+    odd[0].arcs = [(h, m, "NEWLABEL") for h, m, _ in odd[0].arcs]
+    path = tmp_path / "odd.conllu"
+    write_conllu(odd, path)
+    assert main(["evaluate", ckpt, "--data", str(path), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "NEWLABEL" in json.loads(captured.out)["warning"]
+    # configuration mistakes
+    assert main(["train", str(config), "--set", "epoch=1"]) == 1
+    assert "did you mean 'epochs'" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "none.toml")]) == 1
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_skip_too_long_sentences_is_counted(tmp_path, config):
+    from spigot.config import load_config
+    from spigot.models.syn2sem import Syn2SemTask
+
+    cfg = load_config(config, [*TINY, "data.max_length=10", "data.on_too_long=skip"])
+    splits = Syn2SemTask.load_splits(cfg)
+    task = Syn2SemTask.from_config(cfg, splits["train"])
+    n_long = sum(len(s) > 10 for s in splits["dev"])
+    assert n_long > 0
+    metrics = task.evaluate(splits["dev"])
+    assert metrics["n_skipped"] == n_long
+    assert metrics["n_sentences"] == len(splits["dev"]) - n_long
+
+
+def test_experiment_table_and_plot(tmp_path, capsys, config):
+    out = tmp_path / "exp"
+    args = ["experiment", "syn2sem", "--config", str(config), "--set", *TINY]
+    args += ["--seeds", "0", "--modes", "gold", "none", "--out", str(out), "--jobs", "1"]
+    assert main([*args, "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "| gold |" in printed and "| none |" in printed and "gold - none" in printed
+    for name in ("results.md", "results.csv", "runs.csv", "learning_curve.png"):
+        assert (out / name).stat().st_size > 0
+    assert (out / "gold" / "seed0" / "best.pt").is_file()
+    header = (out / "results.csv").read_text().splitlines()[0]
+    assert "dev_lf_mean" in header and "sent_per_sec_mean" in header
