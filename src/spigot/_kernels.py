@@ -42,13 +42,14 @@ _SHIFT_BITS = 0x4338000000000000  # the bit pattern of _SHIFTER
 _EXP_FLOOR = -700.0  # exp(x) < 1e-304 below: returned as 0
 
 
-@njit(cache=True, fastmath={"contract", "nsz"})  # no reassoc: it would undo the rounding trick
+@njit(cache=True, fastmath={"contract", "nsz"}, inline="always")  # no reassoc: see below
 def _exp_nonpos(x, out, n, ibuf):
     """``out[:n] = exp(x[:n])`` for ``x <= 0`` (0 below -700), relative error < 1e-15.
 
     Cody-Waite reduction ``x = k ln 2 + r`` with ``|r| <= ln 2 / 2``, Horner's rule on the
-    degree-13 Taylor polynomial of ``exp(r)``, and ``2^k`` built from its IEEE bits.
-    ``ibuf`` is int64 scratch of length >= n.
+    degree-13 Taylor polynomial of ``exp(r)``, and ``2^k`` built from its IEEE bits in the int64
+    scratch ``ibuf`` (length >= n). Three simple loops, each vectorised; compiled without
+    ``reassoc``, which would fold ``(x + _SHIFTER) - _SHIFTER`` back into ``x``.
     """
     t = ibuf.view(np.float64)
     for i in range(n):
@@ -219,147 +220,155 @@ def eisner(scores, lengths, single_root):
 # --------------------------------------------------------------------------------------------
 # Inside-outside: projective log-partition and marginals
 # --------------------------------------------------------------------------------------------
+# Same width-major layout as the argmax (X[w, i] = span (i, i + w)); log-sum-exp over the split
+# offsets t runs elementwise over i: a max pass, then x = value - max, exp(x) by the vectorised
+# _exp_nonpos, and a running sum. A cell whose every term is -inf stays -inf: its "max" is
+# replaced by +inf so that value - max = -inf and exp() gives 0 (never inf - inf).
 @njit(cache=True, fastmath=_FM, inline="always")
-def _lse_pair(x, y):
-    m = max(x, y)
-    if m == NEG_INF:
-        return NEG_INF
-    return m + np.log(np.exp(x - m) + np.exp(y - m))
+def _lse_terms(A, B, off, w0, w1, wsum, m, mx, acc, x, e, ibuf):
+    """``out[i] = log sum_{t=w0}^{w1-1} exp(A[t, i] + B[wsum - t, i + t + off])``, i < m (in acc)."""
+    for i in range(m):
+        mx[i] = NEG_INF
+    for t in range(w0, w1):
+        a = A[t]
+        b = B[wsum - t]
+        for i in range(m):
+            mx[i] = max(mx[i], a[i] + b[i + t + off])
+    for i in range(m):
+        acc[i] = 0.0
+        if mx[i] == NEG_INF:
+            mx[i] = np.inf
+    for t in range(w0, w1):
+        a = A[t]
+        b = B[wsum - t]
+        for i in range(m):
+            x[i] = a[i] + b[i + t + off] - mx[i]
+        _exp_nonpos(x, e, m, ibuf)
+        for i in range(m):
+            acc[i] += e[i]
+    for i in range(m):
+        acc[i] = NEG_INF if mx[i] == np.inf else mx[i] + np.log(acc[i])
 
 
 @njit(cache=True, fastmath=_FM)
-def _inside_charts(s, n, single_root, Cr, CrT, Cl, ClT, Ir, IlT, Sp):
-    """Log-sum-exp version of :func:`_eisner_charts`; ``Sp[i, j]`` keeps the split sums.
+def _inside_charts(s, n, single_root, Cr, Cl, Ir, Il, Sp, mx, acc, x, e, ibuf):
+    """Log-sum-exp version of :func:`_eisner_charts`; ``Sp[w, i]`` keeps the split sums.
 
-    ``Sp[i, j] = log sum_{i <= k < j} exp(Cr[i, k] + Cl[k+1, j])``, the quantity shared by
-    ``Ir[i, j]`` and ``Il[i, j]``.
+    ``Sp[w, i] = log sum_t exp(Cr[t, i] + Cl[w-1-t, i+t+1])``, shared by ``Ir`` and ``Il``.
     """
+    for w in range(n + 1):
+        for i in range(n + 1):
+            Cr[w, i] = NEG_INF
+            Cl[w, i] = NEG_INF
+            Ir[w, i] = NEG_INF
+            Il[w, i] = NEG_INF
+            Sp[w, i] = NEG_INF
     for i in range(n + 1):
-        for j in range(n + 1):
-            Cr[i, j] = NEG_INF
-            CrT[i, j] = NEG_INF
-            Cl[i, j] = NEG_INF
-            ClT[i, j] = NEG_INF
-            Ir[i, j] = NEG_INF
-            IlT[i, j] = NEG_INF
-            Sp[i, j] = NEG_INF
-        Cr[i, i] = 0.0
-        CrT[i, i] = 0.0
-        Cl[i, i] = 0.0
-        ClT[i, i] = 0.0
+        Cr[0, i] = 0.0
+        Cl[0, i] = 0.0
     for w in range(1, n + 1):
-        for i in range(0, n + 1 - w):
-            j = i + w
-            m = NEG_INF
-            for k in range(i, j):
-                m = max(m, Cr[i, k] + ClT[j, k + 1])
-            acc = 0.0
-            if m > NEG_INF:
-                for k in range(i, j):
-                    acc += np.exp(Cr[i, k] + ClT[j, k + 1] - m)
-                sp = m + np.log(acc)
-            else:
-                sp = NEG_INF
-            Sp[i, j] = sp
-            Ir[i, j] = sp + s[i, j]
-            if i > 0:
-                IlT[j, i] = sp + s[j, i]
-            if not (single_root and i == 0 and j < n):
-                m = NEG_INF
-                for k in range(i + 1, j + 1):
-                    m = max(m, Ir[i, k] + CrT[j, k])
-                if m > NEG_INF:
-                    acc = 0.0
-                    for k in range(i + 1, j + 1):
-                        acc += np.exp(Ir[i, k] + CrT[j, k] - m)
-                    Cr[i, j] = m + np.log(acc)
-                    CrT[j, i] = Cr[i, j]
-            if i > 0:
-                m = NEG_INF
-                for k in range(i, j):
-                    m = max(m, Cl[i, k] + IlT[j, k])
-                if m > NEG_INF:
-                    acc = 0.0
-                    for k in range(i, j):
-                        acc += np.exp(Cl[i, k] + IlT[j, k] - m)
-                    Cl[i, j] = m + np.log(acc)
-                    ClT[j, i] = Cl[i, j]
+        m = n + 1 - w
+        _lse_terms(Cr, Cl, 1, 0, w, w - 1, m, mx, acc, x, e, ibuf)
+        for i in range(m):
+            Sp[w, i] = acc[i]
+            Ir[w, i] = acc[i] + s[i, i + w]
+        for i in range(1, m):
+            Il[w, i] = acc[i] + s[i + w, i]
+        _lse_terms(Ir, Cr, 0, 1, w + 1, w, m, mx, acc, x, e, ibuf)
+        for i in range(m):
+            Cr[w, i] = acc[i]
+        if single_root and w < n:
+            Cr[w, 0] = NEG_INF
+        _lse_terms(Cl, Il, 0, 0, w, w, m, mx, acc, x, e, ibuf)
+        for i in range(1, m):
+            Cl[w, i] = acc[i]
+
+
+@njit(cache=True, fastmath=_FM, inline="always")
+def _push_adjoint(A, B, gA, gB, off, w0, w1, wsum, m, g, c, x, e, ibuf):
+    """Reverse of one log-sum-exp: ``gA[t, i], gB[wsum-t, i+t+off] += g[i] exp(term - c[i])``."""
+    for t in range(w0, w1):
+        a = A[t]
+        b = B[wsum - t]
+        for i in range(m):
+            x[i] = a[i] + b[i + t + off] - c[i]
+        _exp_nonpos(x, e, m, ibuf)
+        ga = gA[t]
+        gb = gB[wsum - t]
+        for i in range(m):
+            p = g[i] * e[i]
+            ga[i] += p
+            gb[i + t + off] += p
 
 
 @njit(cache=True, fastmath=_FM)
-def _outside(n, single_root, Cr, CrT, Cl, ClT, Ir, IlT, Sp, mu):
+def _outside(n, Cr, Cl, Ir, Il, Sp, mu, g, c, x, e, ibuf):
     """Reverse-mode pass over :func:`_inside_charts`: ``mu[h, m] = d log Z / d s[h, m]``.
 
-    Adjoints (``g*``) of the chart cells are propagated from ``Cr[0, n]`` (adjoint 1) down the
-    widths; a cell ``c = log sum_k exp(a_k + b_k)`` sends ``gc * exp(a_k + b_k - c)`` to both
-    ``a_k`` and ``b_k``. Arc marginals are the adjoints of the incomplete spans.
+    Adjoints of the chart cells flow from ``Cr[n, 0]`` (adjoint 1) down the widths; a cell
+    ``c = log sum_t exp(a_t + b_t)`` sends ``g_c exp(a_t + b_t - c)`` to ``a_t`` and ``b_t``.
+    Arc marginals are the adjoints of the incomplete spans. Cells that are -inf get
+    ``c = +inf`` (no contribution).
     """
-    gCr = np.zeros((n + 1, n + 1))
-    gCl = np.zeros((n + 1, n + 1))
-    gIr = np.zeros((n + 1, n + 1))
-    gIl = np.zeros((n + 1, n + 1))
-    gCr[0, n] = 1.0
+    N1 = n + 1
+    gCr = np.zeros((N1, N1))
+    gCl = np.zeros((N1, N1))
+    gIr = np.zeros((N1, N1))
+    gIl = np.zeros((N1, N1))
+    gCr[n, 0] = 1.0
     for w in range(n, 0, -1):
-        for i in range(n - w, -1, -1):
-            j = i + w
-            # Cl[i, j] = lse_k Cl[i, k] + Il[k, j]
-            g = gCl[i, j]
-            if i > 0 and g != 0.0:
-                c = Cl[i, j]
-                for k in range(i, j):
-                    p = g * np.exp(Cl[i, k] + IlT[j, k] - c)
-                    gCl[i, k] += p
-                    gIl[k, j] += p
-            # Cr[i, j] = lse_k Ir[i, k] + Cr[k, j]
-            g = gCr[i, j]
-            if g != 0.0:
-                c = Cr[i, j]
-                for k in range(i + 1, j + 1):
-                    p = g * np.exp(Ir[i, k] + CrT[j, k] - c)
-                    gIr[i, k] += p
-                    gCr[k, j] += p
-            # Ir[i, j] = s[i, j] + Sp[i, j];  Il[i, j] = s[j, i] + Sp[i, j]
-            gi = gIr[i, j]
-            gl = gIl[i, j] if i > 0 else 0.0
-            mu[i, j] = gi
+        m = n + 1 - w
+        # Cl[w, i] = lse_t Cl[t, i] + Il[w-t, i+t]   (i >= 1)
+        for i in range(m):
+            g[i] = gCl[w, i] if i > 0 else 0.0
+            c[i] = Cl[w, i] if (i > 0 and Cl[w, i] > NEG_INF) else np.inf
+        _push_adjoint(Cl, Il, gCl, gIl, 0, 0, w, w, m, g, c, x, e, ibuf)
+        # Cr[w, i] = lse_{t >= 1} Ir[t, i] + Cr[w-t, i+t]
+        for i in range(m):
+            g[i] = gCr[w, i]
+            c[i] = Cr[w, i] if Cr[w, i] > NEG_INF else np.inf
+        _push_adjoint(Ir, Cr, gIr, gCr, 0, 1, w + 1, w, m, g, c, x, e, ibuf)
+        # Ir[w, i] = s[i, i+w] + Sp[w, i];  Il[w, i] = s[i+w, i] + Sp[w, i]
+        for i in range(m):
+            gi = gIr[w, i]
+            gl = gIl[w, i] if i > 0 else 0.0
+            mu[i, i + w] = gi
             if i > 0:
-                mu[j, i] = gl
-            g = gi + gl
-            if g != 0.0:
-                c = Sp[i, j]
-                for k in range(i, j):
-                    p = g * np.exp(Cr[i, k] + ClT[j, k + 1] - c)
-                    gCr[i, k] += p
-                    gCl[k + 1, j] += p
+                mu[i + w, i] = gl
+            g[i] = gi + gl
+            c[i] = Sp[w, i] if Sp[w, i] > NEG_INF else np.inf
+        _push_adjoint(Cr, Cl, gCr, gCl, 1, 0, w, w - 1, m, g, c, x, e, ibuf)
 
 
 @njit(cache=True, parallel=True)
 def inside(scores, lengths, single_root):
-    """Projective log-partition ``[B]`` and charts ``[B, 7, N, N]`` kept for :func:`outside`."""
+    """Projective log-partition ``[B]`` and charts ``[B, 5, N, N]`` kept for :func:`outside`."""
     B, N = scores.shape[0], scores.shape[1]
     logz = np.zeros(B)
-    charts = np.empty((B, 7, N, N))
+    charts = np.empty((B, 5, N, N))
     for b in prange(B):
         n = lengths[b]
         if n == 0:
             continue
         c = charts[b]
-        Cr = np.empty((n + 1, n + 1))
-        CrT = np.empty((n + 1, n + 1))
-        Cl = np.empty((n + 1, n + 1))
-        ClT = np.empty((n + 1, n + 1))
-        Ir = np.empty((n + 1, n + 1))
-        IlT = np.empty((n + 1, n + 1))
-        Sp = np.empty((n + 1, n + 1))
-        _inside_charts(scores[b], n, single_root, Cr, CrT, Cl, ClT, Ir, IlT, Sp)
-        c[0, : n + 1, : n + 1] = Cr
-        c[1, : n + 1, : n + 1] = CrT
-        c[2, : n + 1, : n + 1] = Cl
-        c[3, : n + 1, : n + 1] = ClT
-        c[4, : n + 1, : n + 1] = Ir
-        c[5, : n + 1, : n + 1] = IlT
-        c[6, : n + 1, : n + 1] = Sp
-        logz[b] = Cr[0, n]
+        k = n + 1
+        Cr = np.empty((k, k))
+        Cl = np.empty((k, k))
+        Ir = np.empty((k, k))
+        Il = np.empty((k, k))
+        Sp = np.empty((k, k))
+        mx = np.empty(k)
+        acc = np.empty(k)
+        x = np.empty(k)
+        e = np.empty(k)
+        ibuf = np.empty(k, dtype=np.int64)
+        _inside_charts(scores[b], n, single_root, Cr, Cl, Ir, Il, Sp, mx, acc, x, e, ibuf)
+        c[0, :k, :k] = Cr
+        c[1, :k, :k] = Cl
+        c[2, :k, :k] = Ir
+        c[3, :k, :k] = Il
+        c[4, :k, :k] = Sp
+        logz[b] = Cr[n, 0]
     return logz, charts
 
 
@@ -374,17 +383,24 @@ def outside(charts, lengths, single_root):
             continue
         c = charts[b]
         k = n + 1
+        g = np.empty(k)
+        cc = np.empty(k)
+        x = np.empty(k)
+        e = np.empty(k)
+        ibuf = np.empty(k, dtype=np.int64)
         _outside(
             n,
-            single_root,
             np.ascontiguousarray(c[0, :k, :k]),
             np.ascontiguousarray(c[1, :k, :k]),
             np.ascontiguousarray(c[2, :k, :k]),
             np.ascontiguousarray(c[3, :k, :k]),
             np.ascontiguousarray(c[4, :k, :k]),
-            np.ascontiguousarray(c[5, :k, :k]),
-            np.ascontiguousarray(c[6, :k, :k]),
             mu[b],
+            g,
+            cc,
+            x,
+            e,
+            ibuf,
         )
     return mu
 
