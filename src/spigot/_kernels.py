@@ -42,7 +42,7 @@ _SHIFT_BITS = 0x4338000000000000  # the bit pattern of _SHIFTER
 _EXP_FLOOR = -700.0  # exp(x) < 1e-304 below: returned as 0
 
 
-@njit(cache=True, fastmath={"contract", "nsz"}, inline="always")  # no reassoc: see below
+@njit(cache=True, fastmath={"contract", "nsz"})  # no reassoc: see the docstring
 def _exp_nonpos(x, out, n, ibuf):
     """``out[:n] = exp(x[:n])`` for ``x <= 0`` (0 below -700), relative error < 1e-15.
 
@@ -224,9 +224,9 @@ def eisner(scores, lengths, single_root):
 # offsets t runs elementwise over i: a max pass, then x = value - max, exp(x) by the vectorised
 # _exp_nonpos, and a running sum. A cell whose every term is -inf stays -inf: its "max" is
 # replaced by +inf so that value - max = -inf and exp() gives 0 (never inf - inf).
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, fastmath=_FM)
 def _lse_terms(A, B, off, w0, w1, wsum, m, mx, acc, x, e, ibuf):
-    """``out[i] = log sum_{t=w0}^{w1-1} exp(A[t, i] + B[wsum - t, i + t + off])``, i < m (in acc)."""
+    """``acc[i] = log sum_{t=w0}^{w1-1} exp(A[t, i] + B[wsum - t, i + t + off])`` for i < m."""
     for i in range(m):
         mx[i] = NEG_INF
     for t in range(w0, w1):
@@ -284,7 +284,7 @@ def _inside_charts(s, n, single_root, Cr, Cl, Ir, Il, Sp, mx, acc, x, e, ibuf):
             Cl[w, i] = acc[i]
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, fastmath=_FM)
 def _push_adjoint(A, B, gA, gB, off, w0, w1, wsum, m, g, c, x, e, ibuf):
     """Reverse of one log-sum-exp: ``gA[t, i], gB[wsum-t, i+t+off] += g[i] exp(term - c[i])``."""
     for t in range(w0, w1):
@@ -408,7 +408,7 @@ def outside(charts, lengths, single_root):
 # --------------------------------------------------------------------------------------------
 # Chu-Liu-Edmonds: non-projective argmax
 # --------------------------------------------------------------------------------------------
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _gt(p1, s1, p2, s2):
     """Lexicographic ``(p1, s1) > (p2, s2)``."""
     return p1 > p2 or (p1 == p2 and s1 > s2)
