@@ -137,3 +137,61 @@ def test_bad_arguments():
         generate_treebank(5, 0, min_len=10, max_len=5)
     with pytest.raises(ValueError, match="n_sentences"):
         generate_treebank(-1, 0)
+
+
+def test_graph_statistics_are_dm_like(treebank):
+    n = sum(len(s) for s in treebank)
+    arcs = [a for s in treebank for a in s.arcs]
+    headless = n - sum(len({m for _, m, _ in s.arcs}) for s in treebank)
+    assert 0.6 < len(arcs) / n < 0.95
+    assert 0.4 < headless / n < 0.6
+    labels = Counter(lab for _, _, lab in arcs)
+    assert {"TOP", "ARG1", "ARG2", "ARG3", "BV", "compound", "and_c"} <= set(labels)
+
+
+def test_attachment_is_ambiguous_from_the_string(treebank):
+    # in "VERB NOUN ADP NOUN" (the first noun being the verb's object) the PP attaches
+    # sometimes to the verb and sometimes to the noun
+    to_verb = to_noun = 0
+    for s in treebank:
+        for i in range(len(s) - 3):
+            if s.pos[i : i + 4] == ["VERB", "NOUN", "ADP", "NOUN"] and s.heads[i + 1] == i + 1:
+                head = s.heads[i + 3]
+                to_verb += head == i + 1
+                to_noun += head == i + 2
+    assert to_verb + to_noun > 100
+    assert 0.25 < to_verb / (to_verb + to_noun) < 0.75
+    # prepositional phrases chain: some objects of prepositions have their own PP
+    chains = sum(
+        1
+        for s in treebank
+        for m, h in enumerate(s.heads, start=1)
+        if s.deprels[m - 1] == "nmod" and h and s.deprels[h - 1] in ("nmod", "obl")
+    )
+    assert chains > 200
+
+
+def test_selected_prepositions_are_empty():
+    # "of" gets no arcs and its phrase's head takes its object; "in" is a predicate
+    words = ["dogs", "eat", "bones", "of", "cows", "in", "parks", "."]
+    pos = ["NOUN", "VERB", "NOUN", "ADP", "NOUN", "ADP", "NOUN", "PUNCT"]
+    heads = [2, 0, 2, 5, 3, 7, 5, 2]
+    arcs = derive_semantic_graph(words, pos, heads)
+    assert (3, 5, "ARG1") in arcs and (6, 5, "ARG1") in arcs and (6, 7, "ARG2") in arcs
+    assert not any(4 in (h, m) for h, m, _ in arcs)
+    # attaching "in parks" to the verb moves the preposition's ARG1
+    arcs2 = derive_semantic_graph(words, pos, [2, 0, 2, 5, 3, 7, 2, 2])
+    assert (6, 2, "ARG1") in arcs2 and (6, 5, "ARG1") not in arcs2
+
+
+def test_coordinated_clause_shares_the_relative_clauses_noun():
+    # "dogs see cats eating bones and chasing mice ." with "chasing" coordinated with the
+    # relative clause "eating": both take "cats" as ARG1 (two tree steps from "chasing")
+    words = ["dogs", "see", "cats", "eating", "bones", "and", "chasing", "mice", "."]
+    pos = ["NOUN", "VERB", "NOUN", "VERB", "NOUN", "CCONJ", "VERB", "NOUN", "PUNCT"]
+    heads = [2, 0, 2, 3, 4, 7, 4, 7, 2]
+    arcs = derive_semantic_graph(words, pos, heads)
+    assert (4, 3, "ARG1") in arcs and (7, 3, "ARG1") in arcs and (4, 7, "and_c") in arcs
+    # coordinated with the main clause instead, "chasing" shares the subject "dogs"
+    arcs2 = derive_semantic_graph(words, pos, [2, 0, 2, 3, 4, 7, 2, 7, 2])
+    assert (7, 1, "ARG1") in arcs2 and (7, 3, "ARG1") not in arcs2
