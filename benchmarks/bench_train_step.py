@@ -2,8 +2,9 @@
 
 One optimiser step (forward, loss, backward, Adam update) of the syntactic-then-semantic model
 with the paper's default sizes (2-layer BiLSTMs of 200 units per direction, MLPs of 100), on one
-fixed batch of synthetic sentences, for every mode; median over repeats, and each mode's time
-as a ratio to the straight-through step. Installs nothing; prints a Markdown table.
+fixed batch of synthetic sentences, for every mode; every repeat restarts from the same
+parameters and optimiser state; median over repeats, and each mode's time as a ratio to the
+straight-through step. Installs nothing; prints a Markdown table.
 
     python benchmarks/bench_train_step.py [--batch 32] [--min-len 20 --max-len 40] [--repeats 20]
 """
@@ -11,8 +12,10 @@ as a ratio to the straight-through step. Installs nothing; prints a Markdown tab
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -24,7 +27,8 @@ from spigot.training import seed_everything
 MODES = ("pipeline", "ste", "spigot", "marginals")
 
 
-def step_time(mode: str, args: argparse.Namespace) -> tuple[float, float]:
+def make_step(mode: str, args: argparse.Namespace) -> tuple[Callable[[], None], int]:
+    """A closure that runs one training step of ``mode`` from a fixed starting state."""
     cfg = load_config(
         None,
         [
@@ -58,13 +62,16 @@ def step_time(mode: str, args: argparse.Namespace) -> tuple[float, float]:
 
     for _ in range(3):
         step()
-    times = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
+    # every timed step starts from the same parameters and optimiser state
+    model_state = copy.deepcopy(model.state_dict())
+    opt_state = copy.deepcopy(opt.state_dict())
+
+    def timed() -> None:
+        model.load_state_dict(model_state)
+        opt.load_state_dict(opt_state)
         step()
-        times.append(time.perf_counter() - t0)
-    words = int(batch.lengths.sum())
-    return statistics.median(times), words / statistics.median(times)
+
+    return timed, int(batch.lengths.sum())
 
 
 def main() -> None:
@@ -79,11 +86,25 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch of {args.batch} "
         f"synthetic sentences of {args.min_len}-{args.max_len} words; paper-size model"
     )
-    rows = {m: step_time(m, args) for m in args.modes.split(",")}
-    ste = rows.get("ste", (float("nan"),))[0]
-    print("\n| mode | step (ms) | words/s | / ste step |\n|---|---|---|---|")
-    for m, (t, wps) in rows.items():
-        print(f"| {m} | {t * 1e3:.1f} | {wps:.0f} | {t / ste:.3f} |")
+    modes = args.modes.split(",")
+    steps = {m: make_step(m, args) for m in modes}
+    times: dict[str, list[float]] = {m: [] for m in modes}
+    for _ in range(args.repeats):  # interleaved, so that drift hits every mode alike
+        for m in modes:
+            fn, _ = steps[m]
+            t0 = time.perf_counter()
+            fn()
+            times[m].append(time.perf_counter() - t0)
+    ste = statistics.median(times["ste"]) if "ste" in times else float("nan")
+    print("\n| mode | step (ms), median | min | words/s | median / ste median |")
+    print("|---|---|---|---|---|")
+    for m in modes:
+        med = statistics.median(times[m])
+        words = steps[m][1]
+        print(
+            f"| {m} | {med * 1e3:.1f} | {min(times[m]) * 1e3:.1f} | {words / med:.0f} | "
+            f"{med / ste:.3f} |"
+        )
 
 
 if __name__ == "__main__":
