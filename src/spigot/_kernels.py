@@ -82,21 +82,24 @@ def _exp_nonpos(x, out, n, ibuf):
 # --------------------------------------------------------------------------------------------
 # Eisner: projective argmax
 # --------------------------------------------------------------------------------------------
+@njit(cache=True)
+def _init_charts(n, Cr, Cl, Ir, Il):
+    """Every span -inf but the empty complete spans ``Cr[0, i] = Cl[0, i] = 0``."""
+    Cr[: n + 1, : n + 1] = NEG_INF
+    Cl[: n + 1, : n + 1] = NEG_INF
+    Ir[: n + 1, : n + 1] = NEG_INF
+    Il[: n + 1, : n + 1] = NEG_INF
+    Cr[0, : n + 1] = 0.0
+    Cl[0, : n + 1] = 0.0
+
+
 # The argmax charts are stored width-major, X[w, i] = the span (i, i + w), so that for a fixed
 # width and split offset t the update runs elementwise over the span starts i on contiguous
 # rows: ``best[i] = max(best[i], Cr[t, i] + Cl[w-1-t, i+t+1])``, which LLVM vectorises.
 @njit(cache=True, fastmath=_FM)
 def _eisner_charts(s, n, single_root, Cr, Cl, Ir, Il, acc):
     """Fill the max-plus Eisner charts of one sentence (width-major, see above)."""
-    for w in range(n + 1):
-        for i in range(n + 1):
-            Cr[w, i] = NEG_INF
-            Cl[w, i] = NEG_INF
-            Ir[w, i] = NEG_INF
-            Il[w, i] = NEG_INF
-    for i in range(n + 1):
-        Cr[0, i] = 0.0
-        Cl[0, i] = 0.0
+    _init_charts(n, Cr, Cl, Ir, Il)
     for w in range(1, n + 1):
         m = n + 1 - w  # spans (i, i + w), i = 0 .. m - 1
         # Ir[i, i+w] = s[i, i+w] + max_{0 <= t < w} Cr[i, i+t] + Cl[i+t+1, i+w]; Il with s[i+w, i]
@@ -256,16 +259,8 @@ def _inside_charts(s, n, single_root, Cr, Cl, Ir, Il, Sp, mx, acc, x, e, ibuf):
 
     ``Sp[w, i] = log sum_t exp(Cr[t, i] + Cl[w-1-t, i+t+1])``, shared by ``Ir`` and ``Il``.
     """
-    for w in range(n + 1):
-        for i in range(n + 1):
-            Cr[w, i] = NEG_INF
-            Cl[w, i] = NEG_INF
-            Ir[w, i] = NEG_INF
-            Il[w, i] = NEG_INF
-            Sp[w, i] = NEG_INF
-    for i in range(n + 1):
-        Cr[0, i] = 0.0
-        Cl[0, i] = 0.0
+    _init_charts(n, Cr, Cl, Ir, Il)
+    Sp[: n + 1, : n + 1] = NEG_INF
     for w in range(1, n + 1):
         m = n + 1 - w
         _lse_terms(Cr, Cl, 1, 0, w, w - 1, m, mx, acc, x, e, ibuf)

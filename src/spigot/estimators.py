@@ -50,8 +50,8 @@ def spigot_step_size(g: Tensor, event_dim: int, mask: Tensor | None = None) -> T
     return torch.where(norm > 1, 1 / torch.where(norm > 1, norm, one), one)
 
 
-class _PipelineArgmax(torch.autograd.Function):
-    """Forward: ``z = argmax_{z in Z} s · z``. Backward: no gradient to ``s`` (a pipeline)."""
+class _HardArgmax(torch.autograd.Function):
+    """Forward of every hard estimator: ``z = argmax_{z in Z} s · z`` (subclasses: backward)."""
 
     @staticmethod
     def forward(scores: Tensor, structure: Structure, prepared: Any) -> Tensor:  # type: ignore[override]
@@ -60,22 +60,18 @@ class _PipelineArgmax(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
         pass
+
+
+class _PipelineArgmax(_HardArgmax):
+    """Forward: ``z = argmax_{z in Z} s · z``. Backward: no gradient to ``s`` (a pipeline)."""
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[None, None, None]:
         return None, None, None
 
 
-class _STEArgmax(torch.autograd.Function):
+class _STEArgmax(_HardArgmax):
     """Forward: ``z = argmax_{z in Z} s · z``. Backward: ``dL/ds := dL/dz`` (straight-through)."""
-
-    @staticmethod
-    def forward(scores: Tensor, structure: Structure, prepared: Any) -> Tensor:  # type: ignore[override]
-        return structure._argmax(scores.detach(), prepared)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-        pass
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor, None, None]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
 from spigot._validate import check_arc_scores, check_finite, check_lengths
+from spigot.structures.base import Structure
 
 
 def arc_mask(lengths: Tensor, n1: int, device: torch.device) -> Tensor:
@@ -39,3 +42,22 @@ def heads_to_arcs(heads: Tensor, lengths: Tensor, like: Tensor) -> Tensor:
     idx = torch.arange(n1, device=like.device)
     col_ok = (idx.view(1, -1) >= 1) & (idx.view(1, -1) <= lengths.view(-1, 1))
     return z * col_ok.unsqueeze(1).to(like.dtype)
+
+
+class ArcFactored(Structure):
+    """Base of the structures over arcs ``scores[b, h, m]`` of shape ``[B, n+1, n+1]``.
+
+    The prepared ``lengths`` handed to the ``_``-methods is the pair ``(lengths [B], mask)``
+    with ``mask`` from :func:`arc_mask`.
+    """
+
+    event_dim = 2
+
+    def _prepare(self, scores: Any, lengths: Any, name: str = "scores") -> tuple[Tensor, Any]:
+        s, lens, mask = prepare_arcs(scores, lengths, name)
+        return s, (lens, mask)
+
+    def mask(self, scores: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """``[B, n+1, n+1]`` boolean: the arcs a structure over ``lengths`` words may use."""
+        _, (_, mask) = self._prepare(scores, lengths)
+        return mask

@@ -9,11 +9,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from spigot.projections import project_unit_cube
-from spigot.structures._arcs import prepare_arcs
-from spigot.structures.base import Structure
+from spigot.structures._arcs import ArcFactored
 
 
-class DependencyGraph(Structure):
+class DependencyGraph(ArcFactored):
     """Semantic dependency graphs: every arc ``h -> m`` (``h != m``, ``m >= 1``) independently.
 
     Same layout as :class:`~spigot.DependencyTree`: ``scores[b, h, m]`` of shape
@@ -25,19 +24,8 @@ class DependencyGraph(Structure):
     * ``project``: clip to ``[0, 1]``, exact because the polytope is the unit cube.
     """
 
-    event_dim = 2
-
     def __repr__(self) -> str:
         return "DependencyGraph()"
-
-    def _prepare(self, scores: Any, lengths: Any, name: str = "scores") -> tuple[Tensor, Any]:
-        s, lens, mask = prepare_arcs(scores, lengths, name)
-        return s, (lens, mask)
-
-    def mask(self, scores: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """``[B, n+1, n+1]`` boolean: the arcs a graph over ``lengths`` words may use."""
-        _, (_, mask) = self._prepare(scores, lengths)
-        return mask
 
     def _argmax(self, scores: Tensor, lengths: Any) -> Tensor:
         _, mask = lengths

@@ -9,8 +9,7 @@ import torch
 from torch import Tensor
 
 from spigot.projections import project_simplex
-from spigot.structures._arcs import heads_to_arcs, prepare_arcs
-from spigot.structures.base import Structure
+from spigot.structures._arcs import ArcFactored, heads_to_arcs
 
 
 def _kernels() -> Any:
@@ -322,7 +321,7 @@ class _NonProjectiveLogZ(torch.autograd.Function):
         return g.view(-1, 1, 1) * mu.to(scores.dtype), None, None, None, None
 
 
-class DependencyTree(Structure):
+class DependencyTree(ArcFactored):
     """Dependency trees over ``n`` words plus the root (node 0).
 
     Scores are ``scores[b, h, m]``, shape ``[B, n+1, n+1]``: the score of the arc from head ``h``
@@ -335,12 +334,11 @@ class DependencyTree(Structure):
             arborescences (Chu-Liu-Edmonds; matrix-tree theorem).
         single_root: exactly one arc leaves the root (exact, for every algorithm).
 
-    The argmax and the projective algorithms run compiled on the CPU (numba, parallel over the
-    batch): scores are copied to the host once, results copied back to their device. The
-    non-projective marginals are pure torch and stay on the scores' device.
+    Argmax, marginals and log-partition run compiled on the CPU (numba, parallel over the
+    batch): scores are copied to the host once as float64, results copied back to their device.
+    The exact gradient of the marginals (the ``"marginals"`` estimator's backward) and double
+    backward through ``log_partition`` are pure torch and run on the scores' device.
     """
-
-    event_dim = 2
 
     def __init__(self, projective: bool = False, single_root: bool = True) -> None:
         self.projective = bool(projective)
@@ -348,15 +346,6 @@ class DependencyTree(Structure):
 
     def __repr__(self) -> str:
         return f"DependencyTree(projective={self.projective}, single_root={self.single_root})"
-
-    def _prepare(self, scores: Any, lengths: Any, name: str = "scores") -> tuple[Tensor, Any]:
-        s, lens, mask = prepare_arcs(scores, lengths, name)
-        return s, (lens, mask)
-
-    def mask(self, scores: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """``[B, n+1, n+1]`` boolean: the arcs that a tree over ``lengths`` words may use."""
-        _, (_, mask) = self._prepare(scores, lengths)
-        return mask
 
     def _argmax(self, scores: Tensor, lengths: Any) -> Tensor:
         lens, _ = lengths
