@@ -141,8 +141,6 @@ def test_module_matches_function_and_repr():
 
 
 def test_graph_and_categorical_against_enumeration():
-    import itertools
-
     from brute import graph_oracle
 
     graph = spigot.DependencyGraph()
@@ -158,4 +156,3 @@ def test_graph_and_categorical_against_enumeration():
     assert torch.equal(cat.argmax(x), max(onehots, key=lambda o: float(x @ o)))
     torch.testing.assert_close(cat.log_partition(x), torch.logsumexp(x, 0))
     torch.testing.assert_close(cat.marginals(x), torch.softmax(x, 0))
-    del itertools
