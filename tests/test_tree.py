@@ -130,8 +130,7 @@ def test_single_root_equals_best_over_forced_root_child(projective, seed, n):
     s = random_scores(seed, n)
     multi = trees(n, projective, False)
     sc = tree_scores(s[0], multi)
-    best = max(float(sc[i]) for i, t in enumerate(multi) if sum(1 for h in t[1:] if h == 0) == 1)
-    # best over each forced root child r, by enumeration
+    # best over the trees enumerated with each root child r forced
     by_child = []
     for r in range(1, n + 1):
         cand = [
@@ -141,7 +140,7 @@ def test_single_root_equals_best_over_forced_root_child(projective, seed, n):
         ]
         if cand:
             by_child.append(max(cand))
-    assert best == max(by_child)
+    best = max(by_child)
     z = spigot.DependencyTree(projective=projective, single_root=True).argmax(s)
     assert float((s * z).sum()) == pytest.approx(best, abs=1e-9)
 

@@ -368,7 +368,7 @@ def inside(scores, lengths, single_root):
 
 
 @njit(cache=True, parallel=True)
-def outside(charts, lengths, single_root):
+def outside(charts, lengths):
     """Arc marginals ``[B, N, N]`` from the charts of :func:`inside`."""
     B, N = charts.shape[0], charts.shape[2]
     mu = np.zeros((B, N, N))

@@ -29,13 +29,6 @@ from spigot.structures.base import Structure
 ESTIMATORS = ("pipeline", "ste", "spigot", "marginals")
 
 
-def _part_mask(structure: Structure, prepared: Any, like: Tensor) -> Tensor | None:
-    """The boolean mask of valid parts, if the structure has one."""
-    if isinstance(prepared, tuple) and len(prepared) == 2 and isinstance(prepared[1], Tensor):
-        return prepared[1]
-    return None
-
-
 def spigot_step_size(g: Tensor, event_dim: int, mask: Tensor | None = None) -> Tensor:
     """``eta = min(1, 1 / ||g||_2)`` per structure (over the last ``event_dim`` dimensions).
 
@@ -105,7 +98,7 @@ class _SpigotArgmax(torch.autograd.Function):
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor, None, None, None]:
         (z,) = ctx.saved_tensors
         structure: Structure = ctx.structure
-        mask = _part_mask(structure, ctx.prepared, z)
+        mask = structure._part_mask(ctx.prepared)
         if ctx.eta is None:
             eta: Tensor | float = spigot_step_size(g, structure.event_dim, mask)
         else:

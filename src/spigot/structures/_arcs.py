@@ -57,6 +57,9 @@ class ArcFactored(Structure):
         s, lens, mask = prepare_arcs(scores, lengths, name)
         return s, (lens, mask)
 
+    def _part_mask(self, prepared: Any) -> Tensor:
+        return prepared[1]
+
     def mask(self, scores: Tensor, lengths: Tensor | None = None) -> Tensor:
         """``[B, n+1, n+1]`` boolean: the arcs a structure over ``lengths`` words may use."""
         _, (_, mask) = self._prepare(scores, lengths)

@@ -26,6 +26,10 @@ class Structure(ABC):
     def _prepare(self, scores: Any, lengths: Any, name: str = "scores") -> tuple[Tensor, Any]:
         """Validate ``scores`` and ``lengths``; return ``(scores, lengths)`` normalised."""
 
+    def _part_mask(self, prepared: Any) -> Tensor | None:
+        """The boolean mask of valid parts inside prepared ``lengths`` (``None``: all valid)."""
+        return None
+
     @abstractmethod
     def mask(self, scores: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Boolean tensor, ``True`` on the parts a structure may contain."""

@@ -242,7 +242,6 @@ class _ProjectiveLogZ(torch.autograd.Function):
         _, charts = output
         ctx.mark_non_differentiable(charts)
         ctx.save_for_backward(scores, lengths, mask, charts)
-        ctx.single_root = single_root
         ctx.tree = tree
 
     @staticmethod
@@ -256,7 +255,7 @@ class _ProjectiveLogZ(torch.autograd.Function):
             mu = _Marginals.apply(scores, ctx.tree, (lengths, mask))
         else:
             lens = lengths.detach().cpu().numpy().astype(np.int64)
-            mu_np = _kernels().outside(charts.numpy(), lens, ctx.single_root)
+            mu_np = _kernels().outside(charts.numpy(), lens)
             mu = torch.from_numpy(mu_np).to(device=scores.device, dtype=scores.dtype)
         return g.view(-1, 1, 1) * mu, None, None, None, None
 
@@ -372,7 +371,7 @@ class DependencyTree(ArcFactored):
             s, ln = _to_numpy(scores, lens)
             K = _kernels()
             _, charts = K.inside(s, ln, self.single_root)
-            mu = torch.from_numpy(K.outside(charts, ln, self.single_root))
+            mu = torch.from_numpy(K.outside(charts, ln))
             return mu.to(device=scores.device, dtype=scores.dtype)
         _, mu = _matrix_tree_compiled(scores, lens, mask, self.single_root, want_mu=True)
         return mu.to(scores.dtype)
