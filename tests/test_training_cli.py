@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from spigot.cli import main
 from spigot.data import (
@@ -153,3 +154,91 @@ def test_experiment_table_and_plot(tmp_path, capsys, config):
     assert (out / "gold" / "seed0" / "best.pt").is_file()
     header = (out / "results.csv").read_text().splitlines()[0]
     assert "dev_lf_mean" in header and "sent_per_sec_mean" in header
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory, config) -> Path:
+    """A syntax-only run: ``pretrain_epochs=1``, no semantic epoch; writes ``syntax.pt``."""
+    out = tmp_path_factory.mktemp("pre") / "pretrain"
+    args = ["train", str(config), "--set", *TINY, "mode=pipeline", "train.pretrain_epochs=1"]
+    assert main([*args, "train.epochs=0", "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def _syntax_state(path: Path) -> dict:
+    from spigot.training import load_checkpoint
+
+    sd = load_checkpoint(path)["state_dict"]
+    return {k: v for k, v in sd.items() if k.startswith("syntax.")}
+
+
+def test_init_syntax_loads_and_pipeline_keeps_it_frozen(pretrained, config, tmp_path):
+    pre = _syntax_state(pretrained / "syntax.pt")
+    pre_uas = json.loads((pretrained / "results.json").read_text())["dev"]["uas"]
+    out = tmp_path / "pipe"
+    args = ["train", str(config), "--set", *TINY, "mode=pipeline"]
+    args += [f"train.init_syntax={pretrained / 'syntax.pt'}", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["event"] for r in records] == ["start", "init_syntax", "epoch", "final"]
+    assert records[2]["phase"] == "semantics"  # no syntactic epoch ran
+    after = _syntax_state(out / "best.pt")
+    assert after.keys() == pre.keys()
+    assert all(torch.equal(after[k], pre[k]) for k in pre)
+    assert json.loads((out / "results.json").read_text())["dev"]["uas"] == pytest.approx(pre_uas)
+
+
+def test_init_syntax_is_fine_tuned_by_the_joint_modes(pretrained, config, tmp_path):
+    pre = _syntax_state(pretrained / "syntax.pt")
+    out = tmp_path / "spigot"
+    args = ["train", str(config), "--set", *TINY, "mode=spigot"]
+    args += [f"train.init_syntax={pretrained / 'syntax.pt'}", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    after = _syntax_state(out / "best.pt")
+    assert any(not torch.equal(after[k], pre[k]) for k in pre)
+
+
+def test_init_syntax_mismatch_is_reported(pretrained, config, tmp_path, capsys):
+    def train(*sets: str) -> int:
+        args = ["train", str(config), "--set", *TINY, *sets]
+        return main([*args, "--out", str(tmp_path), "--no-progress"])
+
+    init = f"train.init_syntax={pretrained / 'syntax.pt'}"
+    assert train(init, "model.lstm_hidden=12") == 1
+    assert "does not fit this model.* configuration" in capsys.readouterr().err
+    assert train(init, "data.synthetic_train=40") == 1
+    assert "vocabulary differs" in capsys.readouterr().err
+    assert train("train.init_syntax=nowhere.pt") == 1
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_experiment_shares_pretraining_and_reuses_finished_runs(tmp_path, capsys, config):
+    out = tmp_path / "exp"
+    args = ["experiment", "syn2sem", "--config", str(config), "--set", *TINY]
+    args += ["train.pretrain_epochs=1", "--seeds", "0", "--modes", "pipeline", "spigot"]
+    args += ["--out", str(out), "--no-progress"]
+    assert main([*args, "--jobs", "2"]) == 0  # the scheduler: modes wait for the pre-training
+    first = capsys.readouterr().out
+    assert "syntactic pre-training, shared by the modes of each seed: 1 epochs" in first
+    pre = json.loads((out / "pretrain" / "seed0" / "results.json").read_text())
+    for mode in ("pipeline", "spigot"):
+        records = [
+            json.loads(line)
+            for line in (out / mode / "seed0" / "metrics.jsonl").read_text().splitlines()
+        ]
+        assert records[1] == {**records[1], "event": "init_syntax"}
+        assert records[1]["path"].endswith("syntax.pt")
+        assert all(r.get("phase") != "syntax" for r in records)
+    pipe = json.loads((out / "pipeline" / "seed0" / "results.json").read_text())
+    assert pipe["dev"]["uas"] == pytest.approx(pre["dev"]["uas"])
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("best.pt")}
+    assert len(stamps) == 3
+    assert main([*args, "--jobs", "1"]) == 0  # everything is reused, nothing retrained
+    second = capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("best.pt")} == stamps
+    table = [line for line in first.splitlines() if line.startswith("| ")]
+    assert table == [line for line in second.splitlines() if line.startswith("| ")]
+    assert main([*args, "--jobs", "1", "--modes", "spigot", "--rerun"]) == 0
+    assert (out / "spigot" / "seed0" / "best.pt").stat().st_mtime_ns != stamps[
+        out / "spigot" / "seed0" / "best.pt"
+    ]

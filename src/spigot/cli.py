@@ -85,6 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument(
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="overrides"
     )
+    x.add_argument(
+        "--separate-pretraining",
+        action="store_true",
+        help="with train.pretrain_epochs > 0, pre-train the syntactic parser inside every run "
+        "instead of once per seed",
+    )
+    x.add_argument(
+        "--rerun",
+        action="store_true",
+        help="retrain runs whose directory already holds finished results with the same config",
+    )
     x.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 

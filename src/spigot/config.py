@@ -181,6 +181,10 @@ class TrainConfig:
         syntactic_loss: ``"hinge"`` (structured hinge, Hamming cost 1 per wrong arc) or
             ``"crf"`` (tree CRF negative log-likelihood).
         syntactic_weight: weight of the syntactic loss in joint (multitask) training.
+        init_syntax: path of a checkpoint (``best.pt`` or ``syntax.pt`` of an earlier run with
+            the same data and model sizes) whose syntactic parser initialises this run's
+            before training; ``""`` = none. In ``mode = "pipeline"`` the syntactic stage then
+            runs only ``pretrain_epochs`` more epochs (0: the loaded parser is frozen as is).
         eta: SPIGOT step size; 0 = the original per-sentence rule ``min(1, 1/||dL/dz||)``.
         threads: torch CPU threads (0 = torch's default; 1 is fastest for small models on a
             shared CPU).
@@ -194,6 +198,7 @@ class TrainConfig:
     patience: int = 0
     syntactic_loss: str = "hinge"
     syntactic_weight: float = 1.0
+    init_syntax: str = ""
     eta: float = 0.0
     threads: int = 1
     progress: bool = True

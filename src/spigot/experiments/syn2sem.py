@@ -21,7 +21,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +197,19 @@ def plot_curves(results: dict[str, list[dict[str, Any]]], path: str | os.PathLik
     return True
 
 
+def _reusable(run_dir: Path, cfg_dict: dict[str, Any]) -> dict[str, Any] | None:
+    """The results of a finished run in ``run_dir`` if it ran with exactly ``cfg_dict``."""
+    res_path, cfg_path = run_dir / "results.json", run_dir / "config.toml"
+    if not (res_path.is_file() and cfg_path.is_file()):
+        return None
+    try:
+        if load_config(cfg_path).to_dict() != cfg_dict:
+            return None
+        return json.loads(res_path.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return None
+
+
 def run_experiment(
     config: Syn2SemConfig,
     *,
@@ -205,43 +218,87 @@ def run_experiment(
     out_dir: str | os.PathLike = "runs/syn2sem",
     jobs: int = 2,
     progress: bool = True,
+    share_pretraining: bool = True,
+    reuse: bool = True,
 ) -> dict[str, Any]:
-    """Train every mode with every seed; write and return the summary (see module doc)."""
+    """Train every mode with every seed; write and return the summary (see module doc).
+
+    With ``train.pretrain_epochs = P > 0`` and ``share_pretraining``, the syntactic parser of
+    each seed is pre-trained once, for ``P`` epochs, in ``OUT/pretrain/seed<seed>/``; every
+    mode of that seed then starts from that parser (``train.init_syntax``): ``pipeline``
+    freezes it, the joint modes fine-tune it. The modes of one seed thus differ only in what
+    happens after pre-training, and pre-training is paid once per seed instead of once per
+    run. ``reuse`` keeps the results of any run directory that already finished with the same
+    configuration, so an interrupted experiment continues where it stopped.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    pretrain = share_pretraining and config.train.pretrain_epochs > 0
+    # every job: (key, config dict, run dir, key of the job it waits for or None)
+    jobs_plan: list[tuple[tuple[str, int], dict[str, Any], str, tuple[str, int] | None]] = []
+    if pretrain:
+        for seed in seeds:
+            cfg = apply_overrides(config, {"mode": "pipeline", "seed": seed, "train.epochs": 0})
+            jobs_plan.append(
+                (("pretrain", seed), cfg.to_dict(), str(out / "pretrain" / f"seed{seed}"), None)
+            )
     plan = []
     for mode in modes:
         for seed in seeds:
-            cfg = apply_overrides(config, {"mode": mode, "seed": seed})
-            plan.append((mode, seed, cfg.to_dict(), str(out / mode / f"seed{seed}")))
+            over: dict[str, Any] = {"mode": mode, "seed": seed}
+            after = None
+            if pretrain and mode != "none":
+                syntax = out / "pretrain" / f"seed{seed}" / "syntax.pt"
+                over.update({"train.pretrain_epochs": 0, "train.init_syntax": str(syntax)})
+                after = ("pretrain", seed)
+            cfg = apply_overrides(config, over)
+            run_dir = str(out / mode / f"seed{seed}")
+            plan.append((mode, seed, cfg.to_dict(), run_dir))
+            jobs_plan.append(((mode, seed), cfg.to_dict(), run_dir, after))
     results: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
     done: dict[tuple[str, int], dict[str, Any]] = {}
+    if reuse:
+        for key, cfg_dict, run_dir, _ in jobs_plan:
+            old = _reusable(Path(run_dir), cfg_dict)
+            if old is not None:
+                logger.info("reusing the finished run in %s", run_dir)
+                done[key] = old
+    todo = [j for j in jobs_plan if j[0] not in done]
     bar: Any = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(plan), desc="runs", dynamic_ncols=True)
+        bar = tqdm(total=len(jobs_plan), initial=len(done), desc="runs", dynamic_ncols=True)
+
+    def finished(key: tuple[str, int], res: dict[str, Any]) -> None:
+        done[key] = res
+        if bar is not None:
+            bar.set_postfix_str(f"{key[0]}/seed{key[1]}")
+            bar.update()
+
     if jobs <= 1:
-        for mode, seed, cfg, run_dir in plan:
-            done[(mode, seed)] = _run_one(cfg, run_dir, progress)
-            if bar is not None:
-                bar.set_postfix_str(f"{mode}/seed{seed}")
-                bar.update()
+        for key, cfg_dict, run_dir, _ in todo:  # pre-training jobs come first in the plan
+            finished(key, _run_one(cfg_dict, run_dir, progress))
     else:
         import multiprocessing as mp
+        from concurrent.futures import FIRST_COMPLETED, wait
 
         with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = {
-                pool.submit(_run_one, cfg, run_dir, False): (mode, seed)
-                for mode, seed, cfg, run_dir in plan
-            }
-            for fut in as_completed(futures):
-                mode, seed = futures[fut]
-                done[(mode, seed)] = fut.result()
-                if bar is not None:
-                    bar.set_postfix_str(f"{mode}/seed{seed}")
-                    bar.update()
+            running: dict[Any, tuple[str, int]] = {}
+            waiting = list(todo)
+            while waiting or running:
+                ready = [j for j in waiting if j[3] is None or j[3] in done]
+                for job in ready:
+                    waiting.remove(job)
+                    key, cfg_dict, run_dir, _ = job
+                    running[pool.submit(_run_one, cfg_dict, run_dir, False)] = key
+                if not running:
+                    missing = sorted({j[3] for j in waiting if j[3] is not None})
+                    raise RuntimeError(f"jobs wait for runs that never finished: {missing}")
+                finished_now, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished_now:
+                    finished(running.pop(fut), fut.result())
     if bar is not None:
         bar.close()
     for mode, seed, _, _ in plan:
@@ -261,6 +318,15 @@ def run_experiment(
         "LF = SDP labeled F1 (tops included), UAS = unlabeled attachment; % , mean ± sd over "
         "seeds; best epoch by dev LF. s/epoch and sent/s: training only.\n\n"
     )
+    if pretrain:
+        pre = [done[("pretrain", seed)] for seed in seeds]
+        uas_m, uas_sd = _mean_sd([_get(r, "dev", "uas") for r in pre])
+        sec_m, _ = _mean_sd([r["seconds_per_epoch"] for r in pre])
+        notes.append(
+            f"syntactic pre-training, shared by the modes of each seed: "
+            f"{config.train.pretrain_epochs} epochs at {sec_m:.1f} s/epoch, dev UAS "
+            f"{_cell(100 * uas_m, 100 * uas_sd, 1)} (not included in the modes' s/epoch)"
+        )
     md = header + table + ("\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "")
     (out / "results.md").write_text(md, encoding="utf-8")
     (out / "results.csv").write_text(_csv(rows), encoding="utf-8")
@@ -312,6 +378,8 @@ def main(args: Any) -> int:
         out_dir=args.out,
         jobs=args.jobs,
         progress=progress,
+        share_pretraining=not getattr(args, "separate_pretraining", False),
+        reuse=not getattr(args, "rerun", False),
     )
     print(summary["markdown"], end="")
     print(f"\nwrote {Path(args.out) / 'results.md'}, results.csv, runs.csv, learning_curve.png")

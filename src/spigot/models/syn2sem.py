@@ -64,6 +64,7 @@ from spigot.training import (
     Trainer,
     atomic_torch_save,
     atomic_write_text,
+    load_checkpoint,
     seed_everything,
     set_threads,
 )
@@ -407,6 +408,36 @@ class Syn2SemTask:
         model.eval()
         return cls(config, vocabs, model)
 
+    def load_syntax(self, path: str | os.PathLike) -> None:
+        """Copy the syntactic parser of the checkpoint at ``path`` into this model.
+
+        The checkpoint must come from a run with the same word and POS vocabularies (the same
+        training data and ``data`` settings) and the same syntactic parser sizes; anything
+        else raises a :class:`ValueError` that says what differs.
+        """
+        payload = load_checkpoint(path)
+        if payload.get("task") != self.name:
+            raise ValueError(f"{path}: a {payload.get('task')!r} checkpoint, not {self.name!r}")
+        for key in ("words", "pos"):
+            theirs = payload["vocabs"].get(key)
+            if theirs != self.vocabs[key].to_dict():
+                raise ValueError(
+                    f"{path}: its {key} vocabulary differs from this run's (train it on the "
+                    "same training data with the same data.* settings)"
+                )
+        prefix = "syntax."
+        state = {
+            k[len(prefix) :]: v for k, v in payload["state_dict"].items() if k.startswith(prefix)
+        }
+        if not state:
+            raise ValueError(f"{path}: the checkpoint has no syntactic parser (mode 'none'?)")
+        try:
+            self.model.syntax.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"{path}: its syntactic parser does not fit this model.* configuration: {exc}"
+            ) from None
+
     # -- batches ---------------------------------------------------------------------------
     def batches(self, sentences: Sequence[Sentence], *, train: bool) -> BucketIterator:
         """Length-bucketed batches; training batches carry label ids and reshuffle."""
@@ -608,8 +639,13 @@ class Syn2SemTask:
         )
         history = []
         start = time.perf_counter()
+        if t.init_syntax and cfg.mode != "none":
+            self.load_syntax(t.init_syntax)
+            log.write({"event": "init_syntax", "path": t.init_syntax})
         # stage 1: syntax alone (pipeline stage 1, or pre-training of the joint modes)
-        n_syntax = t.pretrain_epochs or (t.epochs if cfg.mode == "pipeline" else 0)
+        n_syntax = t.pretrain_epochs
+        if cfg.mode == "pipeline" and not t.init_syntax and n_syntax == 0:
+            n_syntax = t.epochs
         if cfg.mode != "none" and n_syntax > 0:
             res = trainer.fit(
                 train_it,
@@ -621,6 +657,8 @@ class Syn2SemTask:
                 parameters=self.model.syntax.parameters(),
             )
             history.extend(res.history)
+            # the best syntactic parser, reusable by other runs through train.init_syntax
+            self.save(out / "syntax.pt", epoch=res.best_epoch, phase="syntax", dev=res.best_metrics)
         if cfg.mode == "pipeline":
             self.model.freeze_syntax()
         # stage 2: semantics (joint with syntax except in pipeline / none / gold-without-loss)
