@@ -242,3 +242,78 @@ def test_experiment_shares_pretraining_and_reuses_finished_runs(tmp_path, capsys
     assert (out / "spigot" / "seed0" / "best.pt").stat().st_mtime_ns != stamps[
         out / "spigot" / "seed0" / "best.pt"
     ]
+
+
+def _interrupted_then_resumed(config, tmp_path, monkeypatch, method: str, calls: int, sets):
+    """Train straight, and train again killed after ``calls`` calls of ``Syn2Sem.<method>``
+    then resumed; return both run directories."""
+    from spigot.config import load_config
+    from spigot.models.syn2sem import Syn2Sem, Syn2SemTask
+
+    cfg = load_config(config, [*TINY, "data.batch_size=8", *sets])
+    splits = Syn2SemTask.load_splits(cfg)
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    Syn2SemTask.from_config(cfg, splits["train"]).fit(splits, straight, progress=False)
+
+    original, count = getattr(Syn2Sem, method), {"n": 0}
+
+    def dies(self, *args, **kwargs):
+        count["n"] += 1
+        if count["n"] > calls:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(Syn2Sem, method, dies)
+        with pytest.raises(KeyboardInterrupt):
+            Syn2SemTask.from_config(cfg, splits["train"]).fit(splits, killed, progress=False)
+    assert (killed / "last.pt").is_file() and not (killed / "results.json").exists()
+    assert main(["train", "--resume", str(killed), "--no-progress"]) == 0
+    return straight, killed
+
+
+def _same_run(a: Path, b: Path) -> None:
+    from spigot.training import load_checkpoint
+
+    sa, sb = load_checkpoint(a / "best.pt")["state_dict"], load_checkpoint(b / "best.pt")
+    assert sa.keys() == sb["state_dict"].keys()
+    assert all(torch.equal(sa[k], sb["state_dict"][k]) for k in sa)
+    ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
+    for key in ("dev", "test", "best_epoch", "epochs_run"):
+        assert ra[key] == rb[key], key
+    # every epoch, not only the best one: training losses and dev scores
+    timing = ("seconds", "eval_seconds", "sentences_per_second")
+    ca, cb = (
+        [{k: v for k, v in c.items() if k not in timing} for c in r["curve"]] for r in (ra, rb)
+    )
+    assert ca == cb
+    assert not (b / "last.pt").exists()  # removed once the run is complete
+
+
+@pytest.mark.parametrize("mode", ["spigot", "pipeline"])
+def test_resume_in_the_second_stage_equals_an_uninterrupted_run(
+    config, tmp_path, monkeypatch, mode
+):
+    # 4 batches per epoch: 1 syntactic epoch, then killed in the middle of the 2nd of 2
+    sets = [f"mode={mode}", "train.pretrain_epochs=1", "train.epochs=2"]
+    straight, killed = _interrupted_then_resumed(config, tmp_path, monkeypatch, "loss", 6, sets)
+    _same_run(straight, killed)
+    records = [json.loads(x) for x in (killed / "metrics.jsonl").read_text().splitlines()]
+    resumes = [r for r in records if r["event"] == "resume"]
+    assert resumes == [{**resumes[0], "phase": records[-2]["phase"], "epoch": 1}]
+
+
+def test_resume_in_the_syntactic_stage_equals_an_uninterrupted_run(config, tmp_path, monkeypatch):
+    sets = ["mode=ste", "train.pretrain_epochs=2", "train.epochs=1"]
+    straight, killed = _interrupted_then_resumed(
+        config, tmp_path, monkeypatch, "syntactic_loss", 5, sets
+    )
+    _same_run(straight, killed)
+    assert (killed / "syntax.pt").is_file()
+
+
+def test_resume_errors(config, tmp_path, capsys, run):
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 1
+    assert "nothing to resume" in capsys.readouterr().err
+    assert main(["train", "--no-progress"]) == 1
+    assert "give a CONFIG" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 ::
 
     spigot train CONFIG [--set KEY=VALUE ...] [--out DIR]
+    spigot train --resume DIR
     spigot evaluate CHECKPOINT --data PATH [--json]
     spigot predict CHECKPOINT --data PATH --output FILE
     spigot experiment syn2sem [--config CONFIG] [--seeds 0 1] [--modes pipeline ste ...]
@@ -39,7 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     t = sub.add_parser("train", help="train one model from a TOML config")
-    t.add_argument("config", help="TOML config file (see configs/ and docs/pipeline.md)")
+    t.add_argument(
+        "config",
+        nargs="?",
+        help="TOML config file (see configs/ and docs/pipeline.md); optional with --resume",
+    )
     t.add_argument(
         "--set",
         action="extend",
@@ -49,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="override config keys, e.g. --set mode=ste train.epochs=3",
     )
     t.add_argument("--out", help="run directory (default: runs/<config>-<mode>-seed<seed>)")
+    t.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the interrupted run in DIR from its last.pt (config: DIR/config.toml)",
+    )
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     e = sub.add_parser("evaluate", help="score a checkpoint on gold data")
@@ -145,9 +155,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     from spigot.config import load_config
     from spigot.training import get_task
 
-    cfg = load_config(args.config, args.set)
-    stem = Path(args.config).stem
-    out = Path(args.out or Path("runs") / f"{stem}-{cfg.mode}-seed{cfg.seed}")
+    if args.resume:
+        out = Path(args.resume)
+        if args.out and Path(args.out) != out:
+            raise ValueError("--resume DIR continues the run in DIR: leave out --out")
+        if not (out / "last.pt").is_file():
+            raise FileNotFoundError(f"--resume: no {out / 'last.pt'}: nothing to resume")
+        cfg = load_config(args.config or out / "config.toml", args.set)
+    else:
+        if args.config is None:
+            raise ValueError("give a CONFIG file (or --resume DIR)")
+        cfg = load_config(args.config, args.set)
+        stem = Path(args.config).stem
+        out = Path(args.out or Path("runs") / f"{stem}-{cfg.mode}-seed{cfg.seed}")
     task_cls = get_task(cfg.task)
     splits = task_cls.load_splits(cfg)
     print(
@@ -158,7 +178,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     task = task_cls.from_config(cfg, splits["train"])
     progress = cfg.train.progress and not args.no_progress
-    res = task.fit(splits, out, progress=progress)
+    res = task.fit(splits, out, progress=progress, resume=bool(args.resume))
     print(f"best epoch {res['best_epoch']} of {res['epochs_run']} ({cfg.mode}, seed {cfg.seed})")
     _print_metrics("dev", res["dev"])
     if res.get("test"):

@@ -156,6 +156,11 @@ class JsonlLog:
                 f.write(json.dumps(rec) + "\n")
 
 
+def _as_tuple(x: Any) -> Any:
+    """Lists back to tuples (``random.setstate`` needs the nested tuple it gave)."""
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint written by a spigot trainer (safe ``weights_only`` loading)."""
     p = Path(path)
@@ -255,6 +260,8 @@ class Trainer:
         parameters: Iterable[nn.Parameter] | None = None,
         on_best: Callable[[int, Mapping[str, float]], None] | None = None,
         restore_best: bool = True,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        resume: Mapping[str, Any] | None = None,
     ) -> FitResult:
         """Train for up to ``epochs`` epochs.
 
@@ -270,6 +277,12 @@ class Trainer:
             parameters: what to optimise (default: every parameter that requires grad).
             on_best: called with ``(epoch, metrics)`` after each new best (e.g. save).
             restore_best: load the best epoch's weights back at the end.
+            on_epoch: called after every epoch with the state that ``resume`` accepts
+                (weights, optimizer, best weights and score, history, torch and Python RNG
+                states, the iterator's epoch counter); save it to make the run resumable.
+            resume: a state from ``on_epoch`` of an interrupted call with the same phase,
+                model, parameters and batches: training continues with the next epoch
+                exactly as if it had not stopped (same batches, same dropout masks).
         """
         params = [p for p in (parameters or self.model.parameters()) if p.requires_grad]
         history: list[EpochStats] = []
@@ -280,8 +293,25 @@ class Trainer:
         if not params:
             raise ValueError(f"phase {phase!r}: no trainable parameters")
         optimizer = torch.optim.Adam(params, lr=self.lr)
-        bad, stopped = 0, False
-        for epoch in range(1, epochs + 1):
+        bad, stopped, first = 0, False, 1
+        if resume is not None:
+            if resume.get("phase") != phase:
+                raise ValueError(f"cannot resume phase {resume.get('phase')!r} as {phase!r}")
+            self.model.load_state_dict(resume["model"])
+            optimizer.load_state_dict(resume["optimizer"])
+            best_score, best_epoch = resume["best_score"], resume["best_epoch"]
+            best_metrics, best_state = dict(resume["best_metrics"]), resume["best_state"]
+            bad, stopped = resume["bad"], resume["stopped"]
+            history = [EpochStats(**h) for h in resume["history"]]
+            torch.set_rng_state(resume["rng_torch"])
+            random.setstate(_as_tuple(resume["rng_python"]))
+            if resume.get("batches_epoch") is not None:
+                batches.epoch = resume["batches_epoch"]  # type: ignore[attr-defined]
+            first = resume["epoch"] + 1
+            self.log.write({"event": "resume", "phase": phase, "epoch": resume["epoch"]})
+        for epoch in range(first, epochs + 1):
+            if stopped:
+                break
             self.model.train()
             total, n_sent, n_batches = 0.0, 0, 0
             start = time.perf_counter()
@@ -342,7 +372,25 @@ class Trainer:
                 if self.patience and bad >= self.patience:
                     stopped = True
                     self.log.write({"event": "early_stop", "phase": phase, "epoch": epoch})
-                    break
+            if on_epoch is not None:
+                on_epoch(
+                    {
+                        "phase": phase,
+                        "epoch": epoch,
+                        "model": self.model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "best_score": best_score,
+                        "best_epoch": best_epoch,
+                        "best_metrics": best_metrics,
+                        "best_state": best_state,
+                        "bad": bad,
+                        "stopped": stopped,
+                        "history": [asdict(h) for h in history],
+                        "rng_torch": torch.get_rng_state(),
+                        "rng_python": random.getstate(),
+                        "batches_epoch": getattr(batches, "epoch", None),
+                    }
+                )
         if restore_best and best_state is not None:
             self.model.load_state_dict(best_state)
         self.model.eval()

@@ -69,16 +69,28 @@ def quick_config() -> Syn2SemConfig:
     return apply_overrides(Syn2SemConfig(), QUICK_SYNTHETIC)
 
 
-def _run_one(cfg_dict: dict[str, Any], out_dir: str, progress: bool) -> dict[str, Any]:
-    """Train one (mode, seed) run; executed in a worker process."""
+def _run_one(
+    cfg_dict: dict[str, Any], out_dir: str, progress: bool, resume: bool = True
+) -> dict[str, Any]:
+    """Train one (mode, seed) run; executed in a worker process.
+
+    With ``resume``, a run interrupted in ``out_dir`` with the same config continues from its
+    ``last.pt``; otherwise the run starts from scratch.
+    """
     from spigot.models.syn2sem import Syn2SemTask
 
     logging.getLogger("spigot").setLevel(logging.INFO if progress else logging.WARNING)
     cfg = config_from_dict(cfg_dict, Syn2SemConfig)
     splits = Syn2SemTask.load_splits(cfg)
     task = Syn2SemTask.from_config(cfg, splits["train"])
-    res = task.fit(splits, out_dir, progress=progress)
-    return res
+    can_resume = False
+    if resume and (Path(out_dir) / "last.pt").is_file():
+        try:
+            task.resume_state(out_dir)
+            can_resume = True
+        except ValueError as exc:
+            logger.warning("%s: starting again (%s)", out_dir, exc)
+    return task.fit(splits, out_dir, progress=progress, resume=can_resume)
 
 
 def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
@@ -229,7 +241,8 @@ def run_experiment(
     freezes it, the joint modes fine-tune it. The modes of one seed thus differ only in what
     happens after pre-training, and pre-training is paid once per seed instead of once per
     run. ``reuse`` keeps the results of any run directory that already finished with the same
-    configuration, so an interrupted experiment continues where it stopped.
+    configuration and resumes any run interrupted in the middle (from its ``last.pt``), so an
+    interrupted experiment continues where it stopped.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -279,7 +292,7 @@ def run_experiment(
 
     if jobs <= 1:
         for key, cfg_dict, run_dir, _ in todo:  # pre-training jobs come first in the plan
-            finished(key, _run_one(cfg_dict, run_dir, progress))
+            finished(key, _run_one(cfg_dict, run_dir, progress, reuse))
     else:
         import multiprocessing as mp
         from concurrent.futures import FIRST_COMPLETED, wait
@@ -292,7 +305,7 @@ def run_experiment(
                 for job in ready:
                     waiting.remove(job)
                     key, cfg_dict, run_dir, _ = job
-                    running[pool.submit(_run_one, cfg_dict, run_dir, False)] = key
+                    running[pool.submit(_run_one, cfg_dict, run_dir, False, reuse)] = key
                 if not running:
                     missing = sorted({j[3] for j in waiting if j[3] is not None})
                     raise RuntimeError(f"jobs wait for runs that never finished: {missing}")

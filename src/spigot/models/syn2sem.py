@@ -33,7 +33,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ from spigot.training import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
     DataError,
+    EpochStats,
     JsonlLog,
     Trainer,
     atomic_torch_save,
@@ -593,16 +594,32 @@ class Syn2SemTask:
         out_dir: str | os.PathLike,
         *,
         progress: bool | None = None,
+        resume: bool = False,
     ) -> dict[str, Any]:
         """Train with the config's mode; write the run directory; return the final results.
 
         The run directory gets ``config.toml``, ``metrics.jsonl`` (one record per epoch plus
-        the final scores), ``best.pt`` (best dev labeled F1, written atomically) and
-        ``results.json``.
+        the final scores), ``best.pt`` (best dev labeled F1, written atomically),
+        ``syntax.pt`` (the syntactic parser after the syntactic stage, if one ran) and
+        ``results.json``. While the run is in progress, ``last.pt`` holds everything needed
+        to continue it after a crash or a kill (written atomically after every epoch and
+        removed at the end).
+
+        Args:
+            splits: ``{"train", "dev", "test"}`` sentences.
+            out_dir: the run directory.
+            progress: progress bars (default: ``train.progress``).
+            resume: continue the interrupted run in ``out_dir`` from its ``last.pt``, which
+                must have been written with the same config; the result is the same as if the
+                run had never stopped.
         """
         cfg, t = self.config, self.config.train
         progress = t.progress if progress is None else progress
         out = Path(out_dir)
+        last_path = out / "last.pt"
+        state: dict[str, Any] | None = None
+        if resume:
+            state = self.resume_state(out)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(dump_toml(cfg), out / "config.toml")
         log = JsonlLog(out / "metrics.jsonl")
@@ -623,6 +640,7 @@ class Syn2SemTask:
         log.write(
             {
                 "event": "start",
+                "resumed": state is not None,
                 "task": self.name,
                 "mode": cfg.mode,
                 "seed": cfg.seed,
@@ -637,16 +655,40 @@ class Syn2SemTask:
         trainer = Trainer(
             self.model, lr=t.lr, clip=t.clip, patience=t.patience, log=log, progress=progress
         )
-        history = []
+        history: list[Any] = []
         start = time.perf_counter()
-        if t.init_syntax and cfg.mode != "none":
+        phase = "semantics" if cfg.mode in ("pipeline", "none") else "joint"
+        # a run resumed in its second stage has its first stage's history in the state
+        done_before: list[dict[str, Any]] = state["stage_history"] if state else []
+        resume_stage = state["trainer"]["phase"] if state else None
+        elapsed_before = state["elapsed"] if state else 0.0
+
+        def on_epoch(stage_history: list[Any]) -> Callable[[dict[str, Any]], None]:
+            def save(trainer_state: dict[str, Any]) -> None:
+                payload = {
+                    "format": CHECKPOINT_FORMAT,
+                    "version": CHECKPOINT_VERSION,
+                    "task": self.name,
+                    "kind": "resume",
+                    "config": cfg.to_dict(),
+                    "trainer": trainer_state,
+                    "stage_history": [dataclasses.asdict(e) for e in stage_history],
+                    "elapsed": elapsed_before + time.perf_counter() - start,
+                }
+                atomic_torch_save(payload, last_path)
+
+            return save
+
+        if t.init_syntax and cfg.mode != "none" and state is None:
             self.load_syntax(t.init_syntax)
             log.write({"event": "init_syntax", "path": t.init_syntax})
         # stage 1: syntax alone (pipeline stage 1, or pre-training of the joint modes)
         n_syntax = t.pretrain_epochs
         if cfg.mode == "pipeline" and not t.init_syntax and n_syntax == 0:
             n_syntax = t.epochs
-        if cfg.mode != "none" and n_syntax > 0:
+        if resume_stage == phase:  # the syntactic stage had finished
+            history.extend(EpochStats(**e) for e in done_before)
+        elif cfg.mode != "none" and n_syntax > 0:
             res = trainer.fit(
                 train_it,
                 lambda b: self.model.syntactic_loss(b, t.syntactic_loss),
@@ -655,6 +697,8 @@ class Syn2SemTask:
                 select="uas",
                 phase="syntax",
                 parameters=self.model.syntax.parameters(),
+                on_epoch=on_epoch([]),
+                resume=state["trainer"] if state else None,
             )
             history.extend(res.history)
             # the best syntactic parser, reusable by other runs through train.init_syntax
@@ -663,7 +707,6 @@ class Syn2SemTask:
             self.model.freeze_syntax()
         # stage 2: semantics (joint with syntax except in pipeline / none / gold-without-loss)
         best_path = out / "best.pt"
-        phase = "semantics" if cfg.mode in ("pipeline", "none") else "joint"
 
         def on_best(epoch: int, metrics: Any) -> None:
             self.save(best_path, epoch=epoch, phase=phase, dev=dict(metrics))
@@ -676,11 +719,13 @@ class Syn2SemTask:
             select="lf",
             phase=phase,
             on_best=on_best,
+            on_epoch=on_epoch(list(history)),
+            resume=state["trainer"] if resume_stage == phase else None,
         )
         history.extend(res.history)
         if res.best_epoch == 0:  # no semantic epoch ran: save the model as it is
             on_best(0, {})
-        train_seconds = time.perf_counter() - start
+        train_seconds = elapsed_before + time.perf_counter() - start
         final = {"dev": self.evaluate(dev)}
         if splits.get("test"):
             final["test"] = self.evaluate(splits["test"])
@@ -705,7 +750,45 @@ class Syn2SemTask:
         }
         log.write({"event": "final", **{k: v for k, v in results.items() if k != "curve"}})
         atomic_write_text(json.dumps(_finite(results), indent=2) + "\n", out / "results.json")
+        last_path.unlink(missing_ok=True)
         return results
+
+    def resume_state(self, out_dir: str | os.PathLike) -> dict[str, Any]:
+        """The ``last.pt`` payload of the interrupted run in ``out_dir``.
+
+        Raises:
+            FileNotFoundError: there is no ``last.pt`` (the run finished or never started).
+            ValueError: it was written with another configuration.
+        """
+        path = Path(out_dir) / "last.pt"
+        if not path.is_file():
+            done = (Path(out_dir) / "results.json").is_file()
+            raise FileNotFoundError(
+                f"nothing to resume in {out_dir}: no last.pt"
+                + (" (the run has finished: see results.json)" if done else "")
+            )
+        payload = load_checkpoint(path)
+        if payload.get("kind") != "resume":
+            raise ValueError(f"{path} is not a resume checkpoint")
+        ours, theirs = _flat(self.config.to_dict()), _flat(payload["config"])
+        diff = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+        if diff:
+            raise ValueError(
+                f"cannot resume {out_dir}: it was started with other settings "
+                f"({', '.join(diff)} differ)"
+            )
+        return payload
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _finite(x: Any) -> Any:
