@@ -219,7 +219,7 @@ def test_experiment_shares_pretraining_and_reuses_finished_runs(tmp_path, capsys
     args += ["--out", str(out), "--no-progress"]
     assert main([*args, "--jobs", "2"]) == 0  # the scheduler: modes wait for the pre-training
     first = capsys.readouterr().out
-    assert "syntactic pre-training, shared by the modes of each seed: 1 epochs" in first
+    assert "syntactic pre-training, shared by the modes of each seed: 1 epoch at" in first
     pre = json.loads((out / "pretrain" / "seed0" / "results.json").read_text())
     for mode in ("pipeline", "spigot"):
         records = [
@@ -288,6 +288,16 @@ def _same_run(a: Path, b: Path) -> None:
     )
     assert ca == cb
     assert not (b / "last.pt").exists()  # removed once the run is complete
+    # the log of the resumed run keeps the epochs before the kill: same epochs, same values
+    la, lb = (
+        [
+            {k: v for k, v in r.items() if k not in ("time", *timing)}
+            for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())
+            if r["event"] == "epoch"
+        ]
+        for d in (a, b)
+    )
+    assert la == lb
 
 
 @pytest.mark.parametrize("mode", ["spigot", "pipeline"])
@@ -299,8 +309,10 @@ def test_resume_in_the_second_stage_equals_an_uninterrupted_run(
     straight, killed = _interrupted_then_resumed(config, tmp_path, monkeypatch, "loss", 6, sets)
     _same_run(straight, killed)
     records = [json.loads(x) for x in (killed / "metrics.jsonl").read_text().splitlines()]
-    resumes = [r for r in records if r["event"] == "resume"]
-    assert resumes == [{**resumes[0], "phase": records[-2]["phase"], "epoch": 1}]
+    events = [r["event"] for r in records]
+    assert events == ["start", "epoch", "epoch", "start", "resume", "epoch", "final"]
+    assert [records[0]["resumed"], records[3]["resumed"]] == [False, True]
+    assert records[4]["phase"] == records[-2]["phase"] and records[4]["epoch"] == 1
 
 
 def test_resume_in_the_syntactic_stage_equals_an_uninterrupted_run(config, tmp_path, monkeypatch):

@@ -273,6 +273,16 @@ class Syn2SemConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def syntactic_epochs(self) -> int:
+        """Epochs of the syntax-only stage: ``train.pretrain_epochs``, or in ``pipeline`` mode
+        without ``train.init_syntax`` and without pre-training, ``train.epochs``."""
+        if self.mode == "none":
+            return 0
+        t = self.train
+        if self.mode == "pipeline" and not t.init_syntax and t.pretrain_epochs == 0:
+            return t.epochs
+        return t.pretrain_epochs
+
     def replace(self, **changes: Any) -> Syn2SemConfig:
         """A copy with top-level keys or dotted keys (``"train.epochs"``) changed."""
         return apply_overrides(self, changes)

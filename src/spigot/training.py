@@ -138,15 +138,17 @@ class JsonlLog:
     """Append-only JSON-lines metrics log (one object per line, flushed at once).
 
     ``path=None`` keeps the records in memory only (:attr:`records`). Non-finite floats are
-    written as ``null``.
+    written as ``null``. The file is emptied first unless ``append`` (a resumed run keeps
+    the records of its earlier epochs).
     """
 
-    def __init__(self, path: str | os.PathLike | None = None) -> None:
+    def __init__(self, path: str | os.PathLike | None = None, *, append: bool = False) -> None:
         self.path = Path(path) if path is not None else None
         self.records: list[dict[str, Any]] = []
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text("", encoding="utf-8")
+            if not append or not self.path.exists():
+                self.path.write_text("", encoding="utf-8")
 
     def write(self, record: Mapping[str, Any]) -> None:
         rec = {"time": round(time.time(), 3), **_jsonable(dict(record))}

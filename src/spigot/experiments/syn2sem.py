@@ -209,6 +209,25 @@ def plot_curves(results: dict[str, list[dict[str, Any]]], path: str | os.PathLik
     return True
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _expected_epochs(cfg: dict[str, Any]) -> int:
+    """Training epochs a run will do at most (fewer if it stops early)."""
+    c = config_from_dict(cfg, Syn2SemConfig)
+    return c.syntactic_epochs() + c.train.epochs
+
+
+def _epochs_logged(run_dir: Path) -> int:
+    """How many epoch records the run's ``metrics.jsonl`` holds so far."""
+    try:
+        text = (run_dir / "metrics.jsonl").read_text(encoding="utf-8")
+    except OSError:
+        return 0
+    return text.count('"event": "epoch"')
+
+
 def _reusable(run_dir: Path, cfg_dict: dict[str, Any]) -> dict[str, Any] | None:
     """The results of a finished run in ``run_dir`` if it ran with exactly ``cfg_dict``."""
     res_path, cfg_path = run_dir / "results.json", run_dir / "config.toml"
@@ -278,17 +297,31 @@ def run_experiment(
                 logger.info("reusing the finished run in %s", run_dir)
                 done[key] = old
     todo = [j for j in jobs_plan if j[0] not in done]
+    expected = {key: _expected_epochs(cfg_dict) for key, cfg_dict, _, _ in jobs_plan}
+    counted = {key: expected[key] if key in done else 0 for key in expected}
     bar: Any = None
-    if progress:
+    if progress:  # one step per training epoch of any run, finished runs included
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(jobs_plan), initial=len(done), desc="runs", dynamic_ncols=True)
+        bar = tqdm(
+            total=sum(expected.values()),
+            initial=sum(counted.values()),
+            desc="epochs",
+            unit="epoch",
+            dynamic_ncols=True,
+        )
+
+    def advance(key: tuple[str, int], n: int) -> None:
+        n = min(n, expected[key])
+        if bar is not None and n > counted[key]:
+            bar.update(n - counted[key])
+        counted[key] = max(counted[key], n)
 
     def finished(key: tuple[str, int], res: dict[str, Any]) -> None:
         done[key] = res
+        advance(key, expected[key])
         if bar is not None:
-            bar.set_postfix_str(f"{key[0]}/seed{key[1]}")
-            bar.update()
+            bar.set_postfix_str(f"{len(done)}/{len(jobs_plan)} runs, last {key[0]}/seed{key[1]}")
 
     if jobs <= 1:
         for key, cfg_dict, run_dir, _ in todo:  # pre-training jobs come first in the plan
@@ -300,6 +333,7 @@ def run_experiment(
         with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
             running: dict[Any, tuple[str, int]] = {}
             waiting = list(todo)
+            dirs = {key: Path(run_dir) for key, _, run_dir, _ in todo}
             while waiting or running:
                 ready = [j for j in waiting if j[3] is None or j[3] in done]
                 for job in ready:
@@ -309,9 +343,12 @@ def run_experiment(
                 if not running:
                     missing = sorted({j[3] for j in waiting if j[3] is not None})
                     raise RuntimeError(f"jobs wait for runs that never finished: {missing}")
-                finished_now, _ = wait(running, return_when=FIRST_COMPLETED)
+                finished_now, _ = wait(running, timeout=5.0, return_when=FIRST_COMPLETED)
                 for fut in finished_now:
                     finished(running.pop(fut), fut.result())
+                if bar is not None:  # the workers show no bars: follow their logs
+                    for key in running.values():
+                        advance(key, _epochs_logged(dirs[key]))
     if bar is not None:
         bar.close()
     for mode, seed, _, _ in plan:
@@ -337,7 +374,7 @@ def run_experiment(
         sec_m, _ = _mean_sd([r["seconds_per_epoch"] for r in pre])
         notes.append(
             f"syntactic pre-training, shared by the modes of each seed: "
-            f"{config.train.pretrain_epochs} epochs at {sec_m:.1f} s/epoch, dev UAS "
+            f"{_plural(config.train.pretrain_epochs, 'epoch')} at {sec_m:.1f} s/epoch, dev UAS "
             f"{_cell(100 * uas_m, 100 * uas_sd, 1)} (not included in the modes' s/epoch)"
         )
     md = header + table + ("\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "")

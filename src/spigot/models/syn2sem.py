@@ -622,7 +622,7 @@ class Syn2SemTask:
             state = self.resume_state(out)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(dump_toml(cfg), out / "config.toml")
-        log = JsonlLog(out / "metrics.jsonl")
+        log = JsonlLog(out / "metrics.jsonl", append=state is not None)
         seed_everything(cfg.seed)
         train_it = self.batches(splits["train"], train=True)
         if train_it.n_skipped:
@@ -683,12 +683,10 @@ class Syn2SemTask:
             self.load_syntax(t.init_syntax)
             log.write({"event": "init_syntax", "path": t.init_syntax})
         # stage 1: syntax alone (pipeline stage 1, or pre-training of the joint modes)
-        n_syntax = t.pretrain_epochs
-        if cfg.mode == "pipeline" and not t.init_syntax and n_syntax == 0:
-            n_syntax = t.epochs
+        n_syntax = cfg.syntactic_epochs()
         if resume_stage == phase:  # the syntactic stage had finished
             history.extend(EpochStats(**e) for e in done_before)
-        elif cfg.mode != "none" and n_syntax > 0:
+        elif n_syntax > 0:
             res = trainer.fit(
                 train_it,
                 lambda b: self.model.syntactic_loss(b, t.syntactic_loss),
