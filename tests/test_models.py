@@ -133,6 +133,36 @@ def test_pipeline_stage_two_leaves_syntax_untouched(sentences):
     assert any(p.grad is not None for p in model.semantics.parameters())
 
 
+@pytest.mark.parametrize("mode", ["pipeline", "spigot"])
+def test_pretrained_embeddings_are_copied_per_encoder(sentences, mode):
+    # regression: nn.Embedding.from_pretrained(t) makes t itself the parameter, so both
+    # encoders shared one matrix (training semantics moved the frozen syntactic parser) and
+    # training wrote into the caller's GloVe tensor
+    base = make_task(sentences, mode)
+    glove = torch.randn(len(base.vocabs["words"]), 8)
+    glove_before = glove.clone()
+    cfg = apply_overrides(Syn2SemConfig(), {**TINY, "mode": mode})
+    model = Syn2SemTask._build_model(cfg, base.vocabs, glove)
+    task = Syn2SemTask(cfg, base.vocabs, model)
+    syn_emb, sem_emb = model.syntax.encoder.word_emb.weight, model.semantics.encoder.word_emb.weight
+    assert torch.equal(syn_emb, glove) and torch.equal(sem_emb, glove)
+    assert syn_emb.data_ptr() != sem_emb.data_ptr() != glove.data_ptr()
+    if mode == "pipeline":
+        model.freeze_syntax()
+    syntax_before = {k: v.clone() for k, v in model.syntax.state_dict().items()}
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=0.1)
+    model.train()
+    for _ in range(2):
+        opt.zero_grad()
+        model.loss(first_batch(task, sentences))[0].backward()
+        opt.step()
+    assert torch.equal(glove, glove_before)
+    assert not torch.equal(sem_emb, glove)
+    unchanged = all(torch.equal(v, model.syntax.state_dict()[k]) for k, v in syntax_before.items())
+    assert unchanged == (mode == "pipeline")
+
+
 @pytest.mark.parametrize("mode", ["spigot", "marginals", "none"])
 def test_joint_loss_and_predict_shapes(sentences, mode):
     task = make_task(sentences, mode, **{"train.eta": 0.5} if mode == "spigot" else {})

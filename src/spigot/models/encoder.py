@@ -63,8 +63,11 @@ class BiLSTMEncoder(nn.Module):
                     f"pretrained embeddings have shape {tuple(pretrained.shape)}, expected "
                     f"{(n_words, word_dim)}"
                 )
+            # a copy: from_pretrained would make the caller's tensor the parameter itself, so
+            # training would write into it (and two encoders built from one matrix would share
+            # their embeddings)
             self.word_emb = nn.Embedding.from_pretrained(
-                pretrained.float(), freeze=freeze, padding_idx=PAD_ID
+                pretrained.detach().to(torch.float32, copy=True), freeze=freeze, padding_idx=PAD_ID
             )
         else:
             self.word_emb = nn.Embedding(n_words, word_dim, padding_idx=PAD_ID)
