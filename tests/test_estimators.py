@@ -101,6 +101,36 @@ def test_default_eta_is_per_sentence_not_per_batch_or_row():
     assert not torch.allclose(grad, batch_eta * g)
 
 
+@pytest.mark.parametrize("kind", list(STRUCTS))
+@pytest.mark.parametrize("eta", [None, 0.1])
+def test_loss_scale_applies_spigot_to_the_summed_loss(kind, eta):
+    # a loss divided by c sends g / c; with loss_scale = c the result is SPIGOT(g) / c
+    s, lengths = inputs(kind, seed=4)
+    g = 3 * torch.randn_like(s)
+    c = 37.0
+    full, *_ = grad_of(kind, "spigot", g, eta=eta, seed=4)
+    s.requires_grad_(True)
+    z = spigot.structured_argmax(
+        s, STRUCTS[kind], estimator="spigot", lengths=lengths, eta=eta, loss_scale=c
+    )
+    (z * g / c).sum().backward()
+    torch.testing.assert_close(s.grad, full / c)
+    # without loss_scale the same g / c is a much smaller step: eta = 1 everywhere and the
+    # result differs (the rule is not scale invariant)
+    plain, *_ = grad_of(kind, "spigot", g / c, eta=eta, seed=4)
+    if eta is None:
+        assert not torch.allclose(plain, full / c)
+
+
+def test_loss_scale_errors():
+    s, lengths = inputs("tree")
+    for bad in (0.0, -1.0, float("inf"), "3", True):
+        with pytest.raises(ValueError, match="loss_scale"):
+            spigot.structured_argmax(s, STRUCTS["tree"], lengths=lengths, loss_scale=bad)
+    with pytest.raises(ValueError, match="only applies to estimator='spigot'"):
+        spigot.structured_argmax(s, STRUCTS["tree"], estimator="ste", loss_scale=2.0)
+
+
 def test_straight_through_and_pipeline():
     s, lengths = inputs("tree")
     g = torch.randn_like(s)

@@ -120,6 +120,37 @@ def test_gradient_to_syntactic_scores(sentences, mode, reaches):
     assert (norm > 0) == reaches, (mode, norm)
 
 
+@pytest.mark.parametrize("eta_scale", ["batch", "sentence"])
+def test_spigot_eta_scale(sentences, eta_scale):
+    """The gradient SPIGOT sends to the syntactic scores, from the model's mean-per-word loss:
+    ``z - proj(z - eta g)`` on ``g = dL/dz`` ("batch"), or on ``c g`` divided by ``c`` (words in
+    the batch) with ``eta`` from ``c g`` ("sentence", the original code's summed loss)."""
+    torch.manual_seed(0)
+    task = make_task(sentences, "spigot", **{"train.eta_scale": eta_scale})
+    model = task.model
+    model.train()
+    batch = first_batch(task, sentences)
+    h, s = model.syntax(batch.words, batch.pos, batch.lengths)
+    s.retain_grad()
+    z = model.decide_tree(s, batch)
+    z.retain_grad()
+    r, sem = model.semantics(
+        batch.words, batch.pos, batch.lengths, model.head_features(h.detach(), z)
+    )
+    arc_loss, label_loss = model.semantics.loss(r, sem, batch.arcs, batch.arc_labels, batch.lengths)
+    c = float(batch.lengths.sum())
+    (30 * (arc_loss + label_loss) / c).backward()  # x30: the tiny model's gradients are small
+    g = z.grad * (c if eta_scale == "sentence" else 1.0)
+    mask = model.tree.mask(s, batch.lengths)
+    norm = (g * mask).pow(2).sum((-2, -1), keepdim=True).sqrt()
+    eta = torch.clamp(1 / norm, max=1.0)
+    expected = z.detach() - model.tree.project(z.detach() - eta * g, batch.lengths)
+    if eta_scale == "sentence":
+        expected = expected / c
+        assert (norm > 1).any() and (norm < 1).any()  # the rule bites on some sentences
+    torch.testing.assert_close(s.grad, expected, rtol=1e-5, atol=1e-7)
+
+
 def test_pipeline_stage_two_leaves_syntax_untouched(sentences):
     task = make_task(sentences, "pipeline")
     model = task.model

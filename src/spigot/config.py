@@ -186,6 +186,10 @@ class TrainConfig:
             before training; ``""`` = none. In ``mode = "pipeline"`` the syntactic stage then
             runs only ``pretrain_epochs`` more epochs (0: the loaded parser is frozen as is).
         eta: SPIGOT step size; 0 = the original per-sentence rule ``min(1, 1/||dL/dz||)``.
+        eta_scale: which gradient SPIGOT's step (and the rule for ``eta``) sees:
+            ``"batch"``, the gradient of the training loss (a mean over the words of the
+            batch), or ``"sentence"``, the gradient of each sentence's summed loss as in the
+            original code (``loss_scale`` = words in the batch, see :mod:`spigot.estimators`).
         threads: torch CPU threads (0 = torch's default; 1 is fastest for small models on a
             shared CPU).
         progress: show tqdm progress bars.
@@ -200,6 +204,7 @@ class TrainConfig:
     syntactic_weight: float = 1.0
     init_syntax: str = ""
     eta: float = 0.0
+    eta_scale: str = "batch"
     threads: int = 1
     progress: bool = True
 
@@ -268,6 +273,7 @@ class Syn2SemConfig:
         _nonneg("train.eta", t.eta)
         _nonneg("train.threads", t.threads)
         _choice("train.syntactic_loss", t.syntactic_loss, ("hinge", "crf"))
+        _choice("train.eta_scale", t.eta_scale, ("batch", "sentence"))
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,6 +14,13 @@ marginals     ``mu`` (marginals)                     ``(d mu / d scores)^T g`` (
 ``P`` is the structure's polytope (its :meth:`~spigot.structures.Structure.project`); ``eta``
 is a float, or ``None`` for the rule of the original code, ``eta = min(1, 1 / ||g||_2)`` with
 the norm taken per structure (per sentence), over the parts a structure may contain.
+
+The rule is not invariant to the scale of the loss. The original code trained on each
+sentence's summed loss; a loss averaged over the words of a batch gives a gradient ``c`` times
+smaller (``c`` = words in the batch), for which ``eta`` is almost always 1 and the step rarely
+reaches the polytope's faces. ``loss_scale = c`` applies SPIGOT to the gradient of the
+summed loss and scales the result back: ``dL/ds := (z - proj_P(z - eta * c g)) / c`` with
+``eta = min(1, 1 / ||c g||)``.
 """
 
 from __future__ import annotations
@@ -82,23 +89,26 @@ class _SpigotArgmax(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        scores: Tensor, structure: Structure, prepared: Any, eta: float | None
+        scores: Tensor, structure: Structure, prepared: Any, eta: float | None, scale: float
     ) -> Tensor:
         return structure._argmax(scores.detach(), prepared)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-        _, structure, prepared, eta = inputs
+        _, structure, prepared, eta, scale = inputs
         ctx.save_for_backward(output)
         ctx.structure = structure
         ctx.prepared = prepared
         ctx.eta = eta
+        ctx.scale = scale
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, None, None, None]:
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, None, None, None, None]:
         (z,) = ctx.saved_tensors
         structure: Structure = ctx.structure
         mask = structure._part_mask(ctx.prepared)
+        if ctx.scale != 1.0:  # SPIGOT on the gradient of the summed loss (module doc)
+            g = g * ctx.scale
         if ctx.eta is None:
             eta: Tensor | float = spigot_step_size(g, structure.event_dim, mask)
         else:
@@ -106,7 +116,9 @@ class _SpigotArgmax(torch.autograd.Function):
         with torch.no_grad():
             p = z - eta * g
             grad = z - structure._project(p, ctx.prepared)
-        return grad, None, None, None
+            if ctx.scale != 1.0:
+                grad = grad / ctx.scale
+        return grad, None, None, None, None
 
 
 class _Marginals(torch.autograd.Function):
@@ -144,6 +156,16 @@ def _check_eta(eta: object) -> float | None:
     return float(eta)
 
 
+def _check_loss_scale(scale: object) -> float:
+    if isinstance(scale, Tensor) and scale.numel() == 1:
+        scale = scale.item()
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise ValueError(f"`loss_scale` must be a positive float, got {scale!r}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"`loss_scale` must be a positive finite float, got {scale!r}")
+    return float(scale)
+
+
 def _check_estimator(estimator: object) -> str:
     if estimator not in ESTIMATORS:
         raise ValueError(f"`estimator` must be one of {', '.join(ESTIMATORS)}; got {estimator!r}")
@@ -157,6 +179,7 @@ def structured_argmax(
     estimator: str = "spigot",
     lengths: Tensor | None = None,
     eta: float | None = None,
+    loss_scale: float = 1.0,
 ) -> Tensor:
     """A hard structured decision that gradients can pass through.
 
@@ -168,6 +191,10 @@ def structured_argmax(
             table in :mod:`spigot.estimators`.
         lengths: ``[B]`` number of words per sentence (trees and graphs); ``None`` = all ``n``.
         eta: SPIGOT step size; ``None`` uses ``min(1, 1/||dL/dz||)`` per structure.
+        loss_scale: SPIGOT only: ``c`` when the loss is a sum divided by ``c`` (e.g. a mean
+            over the ``c`` words of a batch). The step and its size are computed for ``c g``,
+            the gradient of the summed loss as in the original code, and the result is
+            divided by ``c`` (see the module doc). ``1`` = the gradient as it arrives.
 
     Returns:
         ``z`` with the scores' shape, dtype and device: the argmax (0/1) for the hard
@@ -182,13 +209,16 @@ def structured_argmax(
         )
     if eta is not None and estimator != "spigot":
         raise ValueError(f"`eta` only applies to estimator='spigot', not {estimator!r}")
+    scale = _check_loss_scale(loss_scale)
+    if scale != 1.0 and estimator != "spigot":
+        raise ValueError(f"`loss_scale` only applies to estimator='spigot', not {estimator!r}")
     s, prepared = structure._prepare(scores, lengths)
     if estimator == "pipeline":
         return _PipelineArgmax.apply(s, structure, prepared)
     if estimator == "ste":
         return _STEArgmax.apply(s, structure, prepared)
     if estimator == "spigot":
-        return _SpigotArgmax.apply(s, structure, prepared, eta)
+        return _SpigotArgmax.apply(s, structure, prepared, eta, scale)
     return _Marginals.apply(s, structure, prepared)
 
 

@@ -100,6 +100,7 @@ class Syn2Sem(nn.Module):
         m = config.model
         self.mode = config.mode
         self.eta = config.train.eta if config.train.eta > 0 else None
+        self.eta_scale = config.train.eta_scale
         word_dim = int(pretrained.shape[1]) if pretrained is not None else m.word_dim
 
         def encoder(extra_dim: int) -> BiLSTMEncoder:
@@ -171,9 +172,15 @@ class Syn2Sem(nn.Module):
             return tree_arcs(batch.heads, lengths, s)
         if self.mode == "marginals":
             return structured_argmax(s, self.tree, estimator="marginals", lengths=lengths)
-        if self.mode in ("ste", "spigot") and self.training and torch.is_grad_enabled():
-            eta = self.eta if self.mode == "spigot" else None
-            return structured_argmax(s, self.tree, estimator=self.mode, lengths=lengths, eta=eta)
+        if self.mode == "ste" and self.training and torch.is_grad_enabled():
+            return structured_argmax(s, self.tree, estimator="ste", lengths=lengths)
+        if self.mode == "spigot" and self.training and torch.is_grad_enabled():
+            # the losses are means over the batch's words: "sentence" gives SPIGOT the
+            # gradient of each sentence's summed loss, as in the original code
+            scale = float(lengths.sum()) if self.eta_scale == "sentence" else 1.0
+            return structured_argmax(
+                s, self.tree, estimator="spigot", lengths=lengths, eta=self.eta, loss_scale=scale
+            )
         return structured_argmax(s, self.tree, estimator="pipeline", lengths=lengths)
 
     def head_features(self, h: Tensor, z: Tensor) -> Tensor:
