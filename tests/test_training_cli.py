@@ -329,3 +329,17 @@ def test_resume_errors(config, tmp_path, capsys, run):
     assert "nothing to resume" in capsys.readouterr().err
     assert main(["train", "--no-progress"]) == 1
     assert "give a CONFIG" in capsys.readouterr().err
+
+
+def test_a_run_from_an_older_config_is_not_reused(tmp_path):
+    from spigot.config import dump_toml
+    from spigot.experiments.syn2sem import _reusable, quick_config
+
+    cfg = quick_config()
+    (tmp_path / "results.json").write_text("{}")
+    (tmp_path / "config.toml").write_text(dump_toml(cfg))
+    assert _reusable(tmp_path, cfg.to_dict()) == {}
+    # the same file without a key that a newer version added: not the same run
+    text = "\n".join(x for x in dump_toml(cfg).splitlines() if not x.startswith("eta_scale"))
+    (tmp_path / "config.toml").write_text(text)
+    assert _reusable(tmp_path, cfg.to_dict()) is None

@@ -229,12 +229,18 @@ def _epochs_logged(run_dir: Path) -> int:
 
 
 def _reusable(run_dir: Path, cfg_dict: dict[str, Any]) -> dict[str, Any] | None:
-    """The results of a finished run in ``run_dir`` if it ran with exactly ``cfg_dict``."""
+    """The results of a finished run in ``run_dir`` if it ran with exactly ``cfg_dict``.
+
+    The run's ``config.toml`` is compared as written, every key included: a file from an
+    older spigot that lacks a newer key does not count as that key's current default.
+    """
+    from spigot.config import tomllib
+
     res_path, cfg_path = run_dir / "results.json", run_dir / "config.toml"
     if not (res_path.is_file() and cfg_path.is_file()):
         return None
     try:
-        if load_config(cfg_path).to_dict() != cfg_dict:
+        if tomllib.loads(cfg_path.read_text(encoding="utf-8")) != cfg_dict:
             return None
         return json.loads(res_path.read_text(encoding="utf-8"))
     except (ValueError, OSError):
