@@ -187,9 +187,10 @@ class TrainConfig:
             runs only ``pretrain_epochs`` more epochs (0: the loaded parser is frozen as is).
         eta: SPIGOT step size; 0 = the original per-sentence rule ``min(1, 1/||dL/dz||)``.
         eta_scale: which gradient SPIGOT's step (and the rule for ``eta``) sees:
-            ``"batch"``, the gradient of the training loss (a mean over the words of the
-            batch), or ``"sentence"``, the gradient of each sentence's summed loss as in the
-            original code (``loss_scale`` = words in the batch, see :mod:`spigot.estimators`).
+            ``"sentence"`` (default), the gradient of each sentence's summed loss as in the
+            original code (``loss_scale`` = words in the batch, see :mod:`spigot.estimators`),
+            or ``"batch"``, the gradient of the training loss as it is (a mean over the words
+            of the batch), for which ``eta`` is almost always 1.
         threads: torch CPU threads (0 = torch's default; 1 is fastest for small models on a
             shared CPU).
         progress: show tqdm progress bars.
@@ -204,7 +205,7 @@ class TrainConfig:
     syntactic_weight: float = 1.0
     init_syntax: str = ""
     eta: float = 0.0
-    eta_scale: str = "batch"
+    eta_scale: str = "sentence"
     threads: int = 1
     progress: bool = True
 
