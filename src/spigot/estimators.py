@@ -17,9 +17,9 @@ the norm taken per structure (per sentence), over the parts a structure may cont
 
 The rule is not invariant to the scale of the loss. The original code trained on each
 sentence's summed loss; a loss averaged over the words of a batch gives a gradient ``c`` times
-smaller (``c`` = words in the batch), for which ``eta`` is almost always 1 and the step rarely
-reaches the polytope's faces. ``loss_scale = c`` applies SPIGOT to the gradient of the
-summed loss and scales the result back: ``dL/ds := (z - proj_P(z - eta * c g)) / c`` with
+smaller (``c`` = words in the batch), for which ``eta`` is almost always 1: the rule never
+shortens the step. ``loss_scale = c`` applies SPIGOT to the gradient of the summed loss and
+scales the result back: ``dL/ds := (z - proj_P(z - eta * c g)) / c`` with
 ``eta = min(1, 1 / ||c g||)``.
 """
 
