@@ -26,6 +26,14 @@ from .conllu import (
     write_conllu,
 )
 from .glove import GloveStats, load_glove, read_glove
+from .propbank import (
+    PropBankSentence,
+    PropBankStats,
+    attach_propbank,
+    read_propbank,
+    read_propbank_ewt,
+    span_head,
+)
 from .sdp import TOP_LABEL, format_sdp, iter_sdp, parse_sdp, read_sdp, write_sdp
 from .synthetic import (
     derive_semantic_graph,
@@ -74,12 +82,15 @@ __all__ = [
     "NO_LABEL",
     "PAD_ID",
     "ROOT_ID",
+    "PropBankSentence",
+    "PropBankStats",
     "ReadStats",
     "Sentence",
     "TOP_LABEL",
     "UNK_ID",
     "UnknownLabelError",
     "Vocab",
+    "attach_propbank",
     "bucket_batches",
     "build_vocabs",
     "check_tree",
@@ -98,7 +109,10 @@ __all__ = [
     "parse_sdp",
     "read_conllu",
     "read_glove",
+    "read_propbank",
+    "read_propbank_ewt",
     "read_sdp",
+    "span_head",
     "synthetic_splits",
     "synthetic_vocabulary",
     "write_conllu",
