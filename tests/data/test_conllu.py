@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from spigot.data import (
     CorpusFormatError,
@@ -318,3 +321,191 @@ def test_ewt_dev_statistics_and_round_trip(tmp_path):
     out = tmp_path / "dev.conllu"
     write_conllu(sents, out)
     assert read_conllu(out) == sents
+
+
+# ------------------------------------------------------------------ line splitting, encodings
+
+# every character str.splitlines() breaks at, besides "\n" and "\r\n"
+LINE_BREAKERS = ["\u2028", "\u2029", "\x85", "\x0c", "\x0b", "\x1c", "\x1d", "\x1e", "\r"]
+
+
+def _read_bytes(tmp_path: Path, name: str, data: bytes) -> list[Sentence]:
+    p = tmp_path / name
+    p.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    return read_conllu(p)
+
+
+@pytest.mark.parametrize("char", LINE_BREAKERS)
+def test_strings_and_files_split_lines_only_at_newline(tmp_path, char):
+    text = (
+        "\n".join(
+            [
+                "# sent_id = a" + char + "b",
+                f"# note {char} inside a comment",
+                _row(1, "x" + char + "y", 0, "root"),
+                _row(2, "z", 1, "obj"),
+            ]
+        )
+        + "\n"
+    )
+    from_string = parse_conllu(text)
+    (s,) = from_string
+    assert s.words == ["x" + char + "y", "z"]
+    assert s.sent_id == "a" + char + "b"
+    assert s.comments == [f" note {char} inside a comment"]
+    assert _read_bytes(tmp_path, "t.conllu", text.encode()) == from_string
+    assert _read_bytes(tmp_path, "t.conllu.gz", text.encode()) == from_string
+
+
+def test_crlf_and_bom_read_like_plain_text(tmp_path):
+    plain = TINY.read_text(encoding="utf-8")
+    expected = parse_conllu(plain)
+    for text in (
+        plain.replace("\n", "\r\n"),
+        "\ufeff" + plain,
+        "\ufeff" + plain.replace("\n", "\r\n"),
+    ):
+        assert parse_conllu(text) == expected
+        assert _read_bytes(tmp_path, "t.conllu", text.encode()) == expected
+        assert _read_bytes(tmp_path, "t.conllu.gz", text.encode()) == expected
+
+
+def test_line_numbers_agree_between_string_and_file(tmp_path):
+    text = "\r\n".join([_row(1, "a\u2028b", 0, "root"), "", _row(1, "c", 0, "root"), "2\tbad"])
+    with pytest.raises(CorpusFormatError) as from_string:
+        parse_conllu(text)
+    with pytest.raises(CorpusFormatError) as from_file:
+        _read_bytes(tmp_path, "t.conllu", text.encode())
+    assert from_string.value.line == from_file.value.line == 4
+    assert from_string.value.problem == from_file.value.problem
+
+
+@pytest.mark.parametrize("name", ["bad.conllu", "bad.conllu.gz"])
+def test_non_utf8_input_names_file_line_and_byte(tmp_path, name):
+    head = ("# sent_id = s\n" + _row(1, "x", 0, "root") + "\n").encode()
+    data = head + b"2\tcaf\xe9\ty\tNOUN\t_\t_\t1\tobj\t_\t_\n\n"  # Latin-1 e-acute on line 3
+    with pytest.raises(CorpusFormatError) as err:
+        _read_bytes(tmp_path, name, data)
+    p = tmp_path / name
+    assert err.value.line == 3
+    assert str(err.value).startswith(f"{p}:3: ")
+    assert "not valid UTF-8" in err.value.problem
+    assert f"byte offset {len(head) + 5}" in err.value.problem
+    assert isinstance(err.value, ValueError)
+
+
+def test_latin1_file_is_rejected_but_bom_is_fine(tmp_path):
+    text = "# sent_id = é\n" + _row(1, "café", 0, "root") + "\n\n"
+    with pytest.raises(CorpusFormatError, match=r"t\.conllu:1: .*not valid UTF-8"):
+        _read_bytes(tmp_path, "t.conllu", text.encode("latin-1"))
+    (s,) = _read_bytes(tmp_path, "t.conllu", b"\xef\xbb\xbf" + text.encode())
+    assert s.sent_id == "é" and s.words == ["café"]
+
+
+def test_corrupt_gzip_is_a_format_error(tmp_path):
+    p = tmp_path / "t.conllu.gz"
+    p.write_bytes(b"not gzip at all\n")
+    with pytest.raises(CorpusFormatError, match="gzip"):
+        read_conllu(p)
+    data = gzip.compress(TINY.read_bytes())
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorpusFormatError, match="gzip"):
+        read_conllu(p)
+
+
+def test_ids_and_heads_must_be_ascii_digits():
+    for bad in ("\u0661", "1_0", " 1", "+1"):
+        text = _row(1, "x", 0, "root") + "\n" + _row(2, "y", bad, "obj") + "\n"
+        with pytest.raises(CorpusFormatError, match="is not an integer"):
+            parse_conllu(text)
+
+
+# --------------------------------------------------------------------------- fuzzing
+
+# damaged cells: bad ids and heads, odd whitespace, a number too long for int()
+_CELLS = "1 2 0 _ x 1-2 2.1 0:root 1:obj|2:nsubj 1.1:x -1 1_0 é : | 1: #".split()
+_CELLS += ["", " ", "a b", "\u0661", "\u2028", "\r", "9" * 5000]
+
+
+@st.composite
+def _conllu_like(draw: st.DrawFn) -> str:
+    """Mostly well-formed CoNLL-U, with random damage to some lines."""
+    cell = st.sampled_from(_CELLS)
+    damaged = st.integers(0, 4).map(lambda x: x == 0)  # about one line in five
+    lines: list[str] = []
+    for _ in range(draw(st.integers(0, 3))):
+        if draw(st.booleans()):
+            lines.append(draw(st.sampled_from(["# sent_id = s", "#", "# a\u2028b", "# x = y"])))
+        n = draw(st.integers(1, 4))
+        for i in range(1, n + 1):
+            # a tree (word 1 under the root, every other word under an earlier one) unless damaged
+            head = draw(st.integers(0, n)) if draw(damaged) else draw(st.integers(1, max(i - 1, 1)))
+            head = 0 if i == 1 else head
+            deps = draw(st.sampled_from(["_", f"{head}:dep", "0:root|1:x", "1.1:x", "1:a:b"]))
+            cols = [str(i), "w", "w", "X", "_", "_", str(head), "dep", deps, "_"]
+            if draw(damaged):
+                cols[draw(st.integers(0, 9))] = draw(cell)
+            if draw(damaged):
+                cols = cols[: draw(st.integers(1, 10))] + draw(st.lists(cell, max_size=2))
+            if draw(damaged):
+                lines.append(draw(st.sampled_from([f"{i}-{i + 1}", f"{i}.1"])) + "\t_" * 9)
+            lines.append("\t".join(cols))
+        lines.append(draw(st.sampled_from([" ", "\r", "\t", "\x0c"])) if draw(damaged) else "")
+    text = draw(st.sampled_from(["\n", "\r\n"])).join(lines)
+    return draw(st.sampled_from(["", "\ufeff"])) + text + draw(st.sampled_from(["", "\n", "\n\n"]))
+
+
+def _outcome(parse, *args):
+    try:
+        return parse(*args)
+    except CorpusFormatError as err:  # any other exception fails the test
+        return ("error", err.line, err.problem)
+
+
+_FUZZ = settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@_FUZZ
+@given(st.one_of(st.text(st.characters(codec="utf-8")), _conllu_like()))
+def test_fuzz_parse_conllu_text_and_file_agree(tmp_path_factory, text):
+    from_string = _outcome(parse_conllu, text)
+    d = tmp_path_factory.getbasetemp()
+    for name in ("fuzz.conllu", "fuzz.conllu.gz"):
+        p = d / name
+        data = text.encode("utf-8")
+        p.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+        assert _outcome(read_conllu, p) == from_string
+
+
+@_FUZZ
+@given(
+    st.one_of(
+        st.binary(),
+        st.builds(
+            lambda t, i, b: t.encode()[:i] + b + t.encode()[i:],
+            _conllu_like(),
+            st.integers(0, 200),
+            st.binary(min_size=1, max_size=3),
+        ),
+    ),
+    st.booleans(),
+)
+def test_fuzz_read_conllu_bytes(tmp_path_factory, data, gz):
+    p = tmp_path_factory.getbasetemp() / ("fuzzb.conllu.gz" if gz else "fuzzb.conllu")
+    p.write_bytes(gzip.compress(data) if gz else data)
+    got = _outcome(read_conllu, p)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    assert got == _outcome(parse_conllu, text)
+
+
+@_FUZZ
+@given(st.binary())
+def test_fuzz_read_conllu_bytes_as_gzip(tmp_path_factory, data):
+    p = tmp_path_factory.getbasetemp() / "raw.conllu.gz"
+    p.write_bytes(data)
+    _outcome(read_conllu, p)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from spigot.data import (
     CorpusFormatError,
@@ -132,3 +135,233 @@ def test_missing_header_and_empty_file(tmp_path):
     h.write_text("#SDP 2015\n", encoding="utf-8")
     with pytest.raises(CorpusFormatError, match="no sentences"):
         read_sdp(h)
+
+
+# --------------------------------------------------------------- whitespace, labels, self-loops
+
+# token 2 is the only predicate; arcs 2 -> 1 (ARG1) and 2 -> 3 (ARG2); token 2 is the top
+_CLEAN = [
+    ["1", "a", "a", "NN", "-", "-", "_", "ARG1"],
+    ["2", "b", "b", "VB", "+", "+", "_", "_"],
+    ["3", "c", "c", "NN", "-", "-", "_", "ARG2"],
+]
+_CLEAN_ARCS = [(2, 1, "ARG1"), (0, 2, "TOP"), (2, 3, "ARG2")]
+
+
+def _sdp(rows: list[list[str]], eol: str = "\n") -> str:
+    lines = ["#SDP 2015", "#20000001"] + ["\t".join(r) for r in rows] + [""]
+    return eol.join(lines) + eol
+
+
+@pytest.mark.parametrize("pad", [" ", "  ", " \r", "\r", "\r\r", "\x0b", "\x0c", " \x0c"])
+def test_whitespace_around_cells_never_makes_labels(tmp_path, pad):
+    rows = [[c + pad for c in r] for r in _CLEAN]  # every cell, the last one included
+    rows[1][0] = pad + rows[1][0]
+    for eol in ("\n", "\r\n"):
+        text = _sdp(rows, eol)
+        (s,) = parse_sdp(text)
+        assert s.arcs == _CLEAN_ARCS  # no 'ARG1 ' label, no self-loop from token 2's '_ '
+        assert s.words == ["a", "b", "c"]
+        p = tmp_path / "ws.sdp"
+        p.write_text(text, encoding="utf-8", newline="")
+        assert read_sdp(p) == [s]
+
+
+def test_whitespace_only_line_separates_sentences():
+    text = _sdp(_CLEAN).replace("\n\n", "\n \t\r\n#20000002\n" + "\t".join(_CLEAN[0][:7]) + "\n\n")
+    s1, s2 = parse_sdp(text)
+    assert s1.arcs == _CLEAN_ARCS and s2.words == ["a"]
+
+
+@pytest.mark.parametrize("cell", ["", " ", "\r", " \r "])
+def test_empty_label_cell_is_an_error(tmp_path, cell):
+    rows = [list(r) for r in _CLEAN]
+    rows[2][7] = cell
+    p = tmp_path / "empty.sdp"
+    p.write_text(_sdp(rows), encoding="utf-8", newline="")
+    with pytest.raises(CorpusFormatError) as err:
+        read_sdp(p)
+    assert err.value.line == 5
+    assert str(err.value).startswith(f"{p}:5: ")
+    assert "empty" in err.value.problem
+
+
+@pytest.mark.parametrize("col", [1, 2, 3, 6])
+def test_empty_cell_in_other_columns_is_an_error(col):
+    rows = [list(r) for r in _CLEAN]
+    rows[0][col] = " "
+    with pytest.raises(CorpusFormatError, match=r"<string>:3: .*empty"):
+        parse_sdp(_sdp(rows))
+
+
+def test_self_loop_is_an_error(tmp_path):
+    rows = [list(r) for r in _CLEAN]
+    rows[1][7] = "ARG1"  # predicate 2 as its own argument
+    p = tmp_path / "loop.sdp"
+    p.write_text(_sdp(rows), encoding="utf-8")
+    with pytest.raises(CorpusFormatError) as err:
+        read_sdp(p)
+    assert err.value.line == 4
+    assert str(err.value).startswith(f"{p}:4: ")
+    assert "own argument" in err.value.problem
+
+
+def test_writer_rejects_what_the_reader_would_reject():
+    for arcs in ([(1, 1, "X")], [(2, 1, "X ")], [(2, 1, " X")], [(2, 1, "a\nb")], [(2, 1, "a\rb")]):
+        with pytest.raises(ValueError, match="self-loop|invalid label"):
+            format_sdp([Sentence(words=["a", "b"], arcs=arcs)])
+
+
+# ------------------------------------------------------------------ line splitting, encodings
+
+LINE_BREAKERS = ["\u2028", "\u2029", "\x85", "\x0c", "\x0b", "\x1c", "\x1d", "\x1e", "\r"]
+
+
+def _read_bytes(tmp_path: Path, name: str, data: bytes) -> list[Sentence]:
+    p = tmp_path / name
+    p.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    return read_sdp(p)
+
+
+@pytest.mark.parametrize("char", LINE_BREAKERS)
+def test_strings_and_files_split_lines_only_at_newline(tmp_path, char):
+    rows = [list(r) for r in _CLEAN]
+    rows[0][1] = "x" + char + "y"
+    text = _sdp(rows).replace("#20000001", "#2000" + char + "0001")
+    (s,) = parse_sdp(text)
+    assert s.words == ["x" + char + "y", "b", "c"]
+    assert s.sent_id == "2000" + char + "0001"
+    assert s.arcs == _CLEAN_ARCS
+    assert _read_bytes(tmp_path, "t.sdp", text.encode()) == [s]
+    assert _read_bytes(tmp_path, "t.sdp.gz", text.encode()) == [s]
+
+
+def test_crlf_and_bom_read_like_plain_text(tmp_path):
+    plain = (FIXTURES / "tiny.sdp").read_text(encoding="utf-8")
+    expected = parse_sdp(plain)
+    for text in (
+        plain.replace("\n", "\r\n"),
+        "\ufeff" + plain,
+        "\ufeff" + plain.replace("\n", "\r\n"),
+    ):
+        assert parse_sdp(text) == expected
+        assert _read_bytes(tmp_path, "t.sdp", text.encode()) == expected
+        assert _read_bytes(tmp_path, "t.sdp.gz", text.encode()) == expected
+
+
+@pytest.mark.parametrize("name", ["bad.sdp", "bad.sdp.gz"])
+def test_non_utf8_input_names_file_line_and_byte(tmp_path, name):
+    head = b"#SDP 2015\n#20000001\n"
+    data = head + b"1\tna\xefve\tx\tNN\t-\t-\t_\n\n"
+    with pytest.raises(CorpusFormatError) as err:
+        _read_bytes(tmp_path, name, data)
+    assert err.value.line == 3
+    assert str(err.value).startswith(f"{tmp_path / name}:3: ")
+    assert "not valid UTF-8" in err.value.problem
+    assert f"byte offset {len(head) + 4}" in err.value.problem
+
+
+def test_bom_header_and_corrupt_gzip(tmp_path):
+    text = (FIXTURES / "tiny.sdp").read_bytes()
+    assert _read_bytes(tmp_path, "b.sdp", b"\xef\xbb\xbf" + text) == read_sdp(FIXTURES / "tiny.sdp")
+    p = tmp_path / "c.sdp.gz"
+    p.write_bytes(b"\x1f\x8b garbage")
+    with pytest.raises(CorpusFormatError, match="gzip"):
+        read_sdp(p)
+
+
+# --------------------------------------------------------------------------- fuzzing
+
+# damaged cells: bad ids, odd whitespace, a number too long for int()
+_CELLS = "1 2 0 _ + - ARG1 1_0 é #".split()
+_CELLS += ["", " ", "_ ", "ARG1 ", "\r", "\u2028", "x\u2028y", "\u0661", "9" * 5000]
+
+
+@st.composite
+def _sdp_like(draw: st.DrawFn) -> str:
+    """Mostly well-formed SDP 2015 text, with random damage to some lines."""
+    cell = st.sampled_from(_CELLS)
+    damaged = st.integers(0, 4).map(lambda x: x == 0)  # about one line in five
+    header = "#SDP 2015"
+    if draw(damaged):
+        header = draw(st.sampled_from(["#20000001", "", "1\ta", "#SDP 2015 \x0c"]))
+    lines = [header]
+    for k in range(draw(st.integers(0, 3))):
+        sid = f"#2000000{k}"
+        lines.append(
+            draw(st.sampled_from(["#", "# x\u2028y", "#SDP 2015"])) if draw(damaged) else sid
+        )
+        n = draw(st.integers(1, 4))
+        preds = [i for i in range(1, n + 1) if draw(st.booleans())]
+        for i in range(1, n + 1):
+            top = draw(st.sampled_from("+-"))
+            cols = [str(i), "w", "w", "X", top, "+" if i in preds else "-", "_"]
+            cols += ["_" if p == i else draw(st.sampled_from(["_", "ARG1"])) for p in preds]
+            if draw(damaged):
+                cols[draw(st.integers(0, len(cols) - 1))] = draw(cell)
+            if draw(damaged):
+                cols = cols[: draw(st.integers(1, len(cols)))] + draw(st.lists(cell, max_size=2))
+            pad = draw(st.sampled_from([" ", "\t", "\r", "\x0c"])) if draw(damaged) else ""
+            lines.append("\t".join(cols) + pad)
+        lines.append(draw(st.sampled_from(["", " ", "\r", "\t", "\x0c"])) if draw(damaged) else "")
+    text = draw(st.sampled_from(["\n", "\r\n"])).join(lines)
+    return draw(st.sampled_from(["", "\ufeff"])) + text + draw(st.sampled_from(["", "\n", "\n\n"]))
+
+
+def _outcome(parse, *args):
+    try:
+        return parse(*args)
+    except CorpusFormatError as err:  # any other exception fails the test
+        return ("error", err.line, err.problem)
+
+
+_FUZZ = settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@_FUZZ
+@given(st.one_of(st.text(st.characters(codec="utf-8")), _sdp_like()))
+def test_fuzz_parse_sdp_text_and_file_agree(tmp_path_factory, text):
+    from_string = _outcome(parse_sdp, text)
+    if isinstance(from_string, list):
+        for sent in from_string:
+            assert all(h != m and lab == lab.strip(" \t\r\f\v") != "" for h, m, lab in sent.arcs)
+    d = tmp_path_factory.getbasetemp()
+    for name in ("fuzz.sdp", "fuzz.sdp.gz"):
+        p = d / name
+        data = text.encode("utf-8")
+        p.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+        assert _outcome(read_sdp, p) == from_string
+
+
+@_FUZZ
+@given(
+    st.one_of(
+        st.binary(),
+        st.builds(
+            lambda t, i, b: t.encode()[:i] + b + t.encode()[i:],
+            _sdp_like(),
+            st.integers(0, 200),
+            st.binary(min_size=1, max_size=3),
+        ),
+    ),
+    st.booleans(),
+)
+def test_fuzz_read_sdp_bytes(tmp_path_factory, data, gz):
+    p = tmp_path_factory.getbasetemp() / ("fuzzb.sdp.gz" if gz else "fuzzb.sdp")
+    p.write_bytes(gzip.compress(data) if gz else data)
+    got = _outcome(read_sdp, p)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    assert got == _outcome(parse_sdp, text)
+
+
+@_FUZZ
+@given(st.binary())
+def test_fuzz_read_sdp_bytes_as_gzip(tmp_path_factory, data):
+    p = tmp_path_factory.getbasetemp() / "raw.sdp.gz"
+    p.write_bytes(data)
+    _outcome(read_sdp, p)

@@ -15,19 +15,32 @@ are enhanced edges that touch an empty node.  Optionally, enhanced edges whose
 label is a function relation (``punct``, ``case``, ``det``, ...) are dropped,
 which makes the graph look like a DM/PSD semantic dependency graph.
 
+Files must be UTF-8 (a leading byte order mark is allowed); lines end at
+``"\\n"`` only (``"\\r\\n"`` is accepted), identically for files and for
+strings given to :func:`parse_conllu` (see :mod:`spigot.data._text`).  A
+line of ASCII whitespace only separates sentences; ids and heads are ASCII
+digits.
+
 This module does not import torch.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
 import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import Literal
+
+from ._text import (
+    WHITESPACE,
+    CorpusFormatError,
+    is_blank,
+    iter_file_lines,
+    iter_text_lines,
+    parse_int,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,25 +67,6 @@ Arc = tuple[int, int, str]
 """A semantic arc ``(head, modifier, label)``; 1-based word ids, head 0 = top."""
 
 PathLike = str | os.PathLike
-
-
-class CorpusFormatError(ValueError):
-    """A corpus file is malformed.
-
-    The message names the file and (when known) the 1-based line number.
-
-    Attributes:
-        source: file name (or ``"<string>"``).
-        line: 1-based line number of the offending line, or ``None``.
-        problem: description of the problem, without location.
-    """
-
-    def __init__(self, source: str, line: int | None, problem: str) -> None:
-        self.source = source
-        self.line = line
-        self.problem = problem
-        where = f"{source}:{line}" if line is not None else source
-        super().__init__(f"{where}: {problem}")
 
 
 @dataclass
@@ -251,20 +245,6 @@ def is_projective(heads: list[int]) -> bool:
 # ---------------------------------------------------------------------------
 
 
-def _open_text(path: PathLike) -> TextIO:
-    p = Path(path)
-    if p.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8", newline="")
-    return open(p, encoding="utf-8", newline="")  # noqa: SIM115
-
-
-def _parse_int(value: str, what: str, source: str, lineno: int) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise CorpusFormatError(source, lineno, f"{what} {value!r} is not an integer") from None
-
-
 def _build_sentence(
     rows: list[tuple[int, list[str]]],
     comments: list[tuple[int, str]],
@@ -282,7 +262,7 @@ def _build_sentence(
     arcs: list[Arc] = []
     has_deps = False
     for expected, (lineno, cols) in enumerate(rows, start=1):
-        wid = _parse_int(cols[0], "word id", source, lineno)
+        wid = parse_int(cols[0], "word id", source, lineno)
         if wid != expected:
             raise CorpusFormatError(
                 source, lineno, f"word id {wid} out of sequence (expected {expected})"
@@ -305,10 +285,10 @@ def _build_sentence(
                         source, lineno, f"DEPS item {item!r} is not of the form head:label"
                     )
                 if "." in head_str:  # empty node as head
-                    _parse_int(head_str.split(".", 1)[0], "DEPS head", source, lineno)
+                    parse_int(head_str.split(".", 1)[0], "DEPS head", source, lineno)
                     stats.n_empty_node_arcs += 1
                     continue
-                h = _parse_int(head_str, "DEPS head", source, lineno)
+                h = parse_int(head_str, "DEPS head", source, lineno)
                 if not 0 <= h <= n:
                     raise CorpusFormatError(
                         source, lineno, f"DEPS head {h} out of range 0..{n} in {item!r}"
@@ -324,7 +304,7 @@ def _build_sentence(
         tree_rels: list[str] | None = None
     else:
         for lineno, value in head_fields:
-            h = _parse_int(value, "HEAD", source, lineno)
+            h = parse_int(value, "HEAD", source, lineno)
             if not 0 <= h <= n:
                 raise CorpusFormatError(source, lineno, f"HEAD {h} out of range 0..{n}")
             heads.append(h)
@@ -333,10 +313,10 @@ def _build_sentence(
     sent_id = None
     other_comments = []
     for _, text in comments:
-        body = text[1:].strip()
+        body = text[1:].strip(WHITESPACE)
         key, eq, value = body.partition("=")
-        if eq and key.strip() == "sent_id":
-            sent_id = value.strip()
+        if eq and key.strip(WHITESPACE) == "sent_id":
+            sent_id = value.strip(WHITESPACE)
         else:
             other_comments.append(text[1:])
     arcs.sort(key=lambda a: (a[1], a[0], a[2]))
@@ -361,6 +341,7 @@ def _iter_conllu_lines(
     on_invalid_tree: Literal["raise", "skip"] = "raise",
     stats: ReadStats | None = None,
 ) -> Iterator[Sentence]:
+    """Sentences from ``lines`` as cut by :mod:`spigot.data._text` (no terminators, no BOM)."""
     if on_invalid_tree not in ("raise", "skip"):
         raise ValueError(f"on_invalid_tree must be 'raise' or 'skip', got {on_invalid_tree!r}")
     st = stats if stats is not None else ReadStats()
@@ -404,11 +385,8 @@ def _iter_conllu_lines(
         st.n_arcs += len(sent.arcs or ())
         return sent
 
-    for lineno, raw in enumerate(lines, start=1):
-        line = raw.rstrip("\r\n")
-        if lineno == 1 and line.startswith("\ufeff"):
-            line = line[1:]
-        if not line.strip():
+    for lineno, line in enumerate(lines, start=1):
+        if is_blank(line):
             sent = flush()
             if sent is not None:
                 n_yielded += 1
@@ -429,19 +407,19 @@ def _iter_conllu_lines(
         wid = cols[0]
         if "-" in wid:
             a, _, b = wid.partition("-")
-            _parse_int(a, "multiword token start", source, lineno)
-            _parse_int(b, "multiword token end", source, lineno)
+            parse_int(a, "multiword token start", source, lineno)
+            parse_int(b, "multiword token end", source, lineno)
             st.n_multiword_tokens += 1
             continue
         if "." in wid:
             a, _, b = wid.partition(".")
-            _parse_int(a, "empty node id", source, lineno)
-            _parse_int(b, "empty node id", source, lineno)
+            parse_int(a, "empty node id", source, lineno)
+            parse_int(b, "empty node id", source, lineno)
             st.n_empty_nodes += 1
             if cols[8] != "_":
                 st.n_empty_node_arcs += len(cols[8].split("|"))
             continue
-        _parse_int(wid, "word id", source, lineno)
+        parse_int(wid, "word id", source, lineno)
         rows.append((lineno, cols))
     sent = flush()
     if sent is not None:
@@ -479,17 +457,17 @@ def iter_conllu(
     Raises:
         CorpusFormatError: malformed line (wrong column count, non-integer
             id/head, head out of range, ids out of sequence), invalid tree with
-            ``on_invalid_tree="raise"``, or an empty file.
+            ``on_invalid_tree="raise"``, an empty file, bytes that are not
+            UTF-8 (with line and byte offset), or a corrupt ``.gz`` file.
     """
     source = str(path)
-    with _open_text(path) as f:
-        yield from _iter_conllu_lines(
-            f,
-            source,
-            drop_function_labels=drop_function_labels,
-            on_invalid_tree=on_invalid_tree,
-            stats=stats,
-        )
+    yield from _iter_conllu_lines(
+        iter_file_lines(path, source),
+        source,
+        drop_function_labels=drop_function_labels,
+        on_invalid_tree=on_invalid_tree,
+        stats=stats,
+    )
 
 
 def read_conllu(
@@ -518,10 +496,15 @@ def parse_conllu(
     on_invalid_tree: Literal["raise", "skip"] = "raise",
     stats: ReadStats | None = None,
 ) -> list[Sentence]:
-    """Parse CoNLL-U text given as a string (``source`` names it in errors)."""
+    """Parse CoNLL-U text given as a string (``source`` names it in errors).
+
+    Lines are cut exactly as :func:`iter_conllu` cuts a file (at ``"\\n"`` only),
+    so the result, or the error and its line number, is the same as reading
+    ``text`` from a UTF-8 file.
+    """
     return list(
         _iter_conllu_lines(
-            text.splitlines(),
+            iter_text_lines(text),
             source,
             drop_function_labels=drop_function_labels,
             on_invalid_tree=on_invalid_tree,

@@ -26,6 +26,27 @@ Conventions of this module:
 * SDP has no syntax tree: ``heads`` and ``deprels`` are ``None``;
   ``sent_id`` is the id line without ``#``.
 
+Reading is strict about what would silently change the graph:
+
+* fields are separated by tabs; ASCII whitespace around a field (spaces,
+  ``"\\r"``, form feed, vertical tab) is not part of it, so trailing spaces or
+  a ``"\\r\\n"`` line end never turn ``_`` or ``ARG1`` into a label ``"_ "`` or
+  ``"ARG1 "``.  A line of ASCII whitespace only separates sentences;
+* a field that is empty (after stripping) is an error: SDP writes ``_`` for
+  "no value" and for "no arc", so an empty label cell has no meaning;
+* a self-loop (a non-``_`` cell in the column of predicate ``p`` on the row
+  of token ``p`` itself) is an error.  The SDP graphs relate a predicate to
+  *other* tokens: none of the DM and PSD sample files (89 sentences, 1,968
+  tokens each) has one, the format gives a loop no meaning, and this
+  project's graph structures give the arc from a word to itself no score, so
+  it could be neither learned nor predicted.  A file that has one is reported
+  with its line instead of the arc being silently kept or dropped;
+* ids are ASCII digits; files are UTF-8 (a leading byte order mark is
+  allowed) and lines end at ``"\\n"`` only (``"\\r\\n"`` is accepted), the
+  same for files and for strings given to :func:`parse_sdp`.
+
+Every such error is a :class:`CorpusFormatError` naming the file and line.
+
 This module does not import torch.
 """
 
@@ -35,7 +56,15 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .conllu import Arc, CorpusFormatError, ReadStats, Sentence, _open_text
+from ._text import (
+    WHITESPACE,
+    CorpusFormatError,
+    is_blank,
+    iter_file_lines,
+    iter_text_lines,
+    parse_int,
+)
+from .conllu import Arc, ReadStats, Sentence
 
 __all__ = ["TOP_LABEL", "format_sdp", "iter_sdp", "parse_sdp", "read_sdp", "write_sdp"]
 
@@ -43,6 +72,9 @@ TOP_LABEL = "TOP"
 """Label of the arc ``(0, m, TOP_LABEL)`` that encodes a top node ``m``."""
 
 PathLike = str | os.PathLike
+
+_BREAKS = frozenset("\t\n\r")
+_COLUMNS = ("ID", "FORM", "LEMMA", "POS", "TOP", "PRED", "FRAME")
 
 
 def _build(
@@ -57,12 +89,7 @@ def _build(
     arcs: list[Arc] = []
     predicates: list[int] = []
     for expected, (lineno, cols) in enumerate(rows, start=1):
-        try:
-            wid = int(cols[0])
-        except ValueError:
-            raise CorpusFormatError(
-                source, lineno, f"token id {cols[0]!r} is not an integer"
-            ) from None
+        wid = parse_int(cols[0], "token id", source, lineno)
         if wid != expected:
             raise CorpusFormatError(
                 source, lineno, f"token id {wid} out of sequence (expected {expected})"
@@ -92,8 +119,16 @@ def _build(
                 f"found {len(cols)}",
             )
         for j, label in enumerate(args):
-            if label != "_":
-                arcs.append((predicates[j], m, label))
+            if label == "_":
+                continue
+            if predicates[j] == m:
+                raise CorpusFormatError(
+                    source,
+                    lineno,
+                    f"token {m} is its own argument (label {label!r} in the column of "
+                    f"predicate {m}); SDP graphs have no self-loops",
+                )
+            arcs.append((predicates[j], m, label))
     arcs.sort(key=lambda a: (a[1], a[0], a[2]))
     return Sentence(
         words=words,
@@ -110,6 +145,7 @@ def _build(
 def _iter_sdp_lines(
     lines: Iterable[str], source: str, stats: ReadStats | None = None
 ) -> Iterator[Sentence]:
+    """Sentences from ``lines`` as cut by :mod:`spigot.data._text` (no terminators, no BOM)."""
     st = stats if stats is not None else ReadStats()
     sent_id: str | None = None
     id_line = 0
@@ -125,10 +161,7 @@ def _iter_sdp_lines(
         st.n_arcs += len(sent.arcs or ())
         return sent
 
-    for lineno, raw in enumerate(lines, start=1):
-        line = raw.rstrip("\r\n")
-        if lineno == 1 and line.startswith("\ufeff"):
-            line = line[1:]
+    for lineno, line in enumerate(lines, start=1):
         if not seen_header:
             if not line.startswith("#SDP"):
                 raise CorpusFormatError(
@@ -136,7 +169,7 @@ def _iter_sdp_lines(
                 )
             seen_header = True
             continue
-        if not line.strip():
+        if is_blank(line):
             if sent_id is not None:
                 n_yielded += 1
                 yield finish()
@@ -149,16 +182,20 @@ def _iter_sdp_lines(
                         source, lineno, "sentence id line inside a sentence (missing blank line)"
                     )
                 raise CorpusFormatError(source, lineno, "two sentence id lines in a row")
-            sent_id = line[1:].strip()
+            sent_id = line[1:].strip(WHITESPACE)
             id_line = lineno
             continue
         if sent_id is None:
             raise CorpusFormatError(source, lineno, "token line before any '#<id>' line")
-        cols = line.split("\t")
+        cols = [c.strip(WHITESPACE) for c in line.split("\t")]
         if len(cols) < 7:
             raise CorpusFormatError(
                 source, lineno, f"expected at least 7 tab-separated columns, found {len(cols)}"
             )
+        for i, c in enumerate(cols):
+            if not c:
+                name = _COLUMNS[i] if i < 7 else f"ARG_{i - 6} (a label cell; '_' means no arc)"
+                raise CorpusFormatError(source, lineno, f"column {i + 1} {name} is empty")
         rows.append((lineno, cols))
     if sent_id is not None:
         n_yielded += 1
@@ -183,11 +220,13 @@ def iter_sdp(path: PathLike, *, stats: ReadStats | None = None) -> Iterator[Sent
 
     Raises:
         CorpusFormatError: missing header, wrong column count (fewer than 7, or
-            not 7 + number of predicates), non-integer or out-of-sequence id,
-            TOP/PRED not ``+``/``-``, empty file.
+            not 7 + number of predicates), empty field, non-integer or
+            out-of-sequence id, TOP/PRED not ``+``/``-``, self-loop, empty file,
+            bytes that are not UTF-8 (with line and byte offset), or a corrupt
+            ``.gz`` file.
     """
-    with _open_text(path) as f:
-        yield from _iter_sdp_lines(f, str(path), stats)
+    source = str(path)
+    yield from _iter_sdp_lines(iter_file_lines(path, source), source, stats)
 
 
 def read_sdp(path: PathLike, *, stats: ReadStats | None = None) -> list[Sentence]:
@@ -198,16 +237,23 @@ def read_sdp(path: PathLike, *, stats: ReadStats | None = None) -> list[Sentence
 def parse_sdp(
     text: str, *, source: str = "<string>", stats: ReadStats | None = None
 ) -> list[Sentence]:
-    """Parse SDP 2015 text given as a string (``source`` names it in errors)."""
-    return list(_iter_sdp_lines(text.splitlines(), source, stats))
+    """Parse SDP 2015 text given as a string (``source`` names it in errors).
+
+    Lines are cut exactly as :func:`iter_sdp` cuts a file (at ``"\\n"`` only), so
+    the result, or the error and its line number, is the same as reading
+    ``text`` from a UTF-8 file.
+    """
+    return list(_iter_sdp_lines(iter_text_lines(text), source, stats))
 
 
 def format_sdp(sentences: Iterable[Sentence], header: str = "#SDP 2015") -> str:
     """Render sentences in SDP 2015 format (see the module docstring).
 
     Raises:
-        ValueError: an arc is out of range, has an empty/``_`` label, or two
-            labels share one ``(head, modifier)`` pair (not representable).
+        ValueError: an arc is out of range or a self-loop, has an invalid label
+            (empty, ``_``, surrounded by whitespace, or holding a tab or line
+            break), or two labels share one ``(head, modifier)`` pair: what the
+            reader would reject or read back differently.
     """
     out = [header]
     for idx, sent in enumerate(sentences):
@@ -222,7 +268,9 @@ def format_sdp(sentences: Iterable[Sentence], header: str = "#SDP 2015") -> str:
             if h == 0:
                 tops.add(m)
                 continue
-            if lab == "_" or not lab or "\t" in lab:
+            if h == m:
+                raise ValueError(f"sentence {name!r}: arc {(h, m, lab)} is a self-loop")
+            if lab == "_" or lab != lab.strip(WHITESPACE) or not lab or _BREAKS & set(lab):
                 raise ValueError(f"sentence {name!r}: arc {(h, m, lab)} has an invalid label")
             if table.get((h, m), lab) != lab:
                 raise ValueError(
