@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -89,10 +91,19 @@ def test_parsers_losses(sentences):
     assert ((labels > 0) == (arcs > 0)).all()
 
 
+def semantic_loss(model, batch, out):
+    """The semantic loss of ``out = model(batch)``, summed over the batch (no syntactic loss)."""
+    arc_loss, label_loss = model.semantics.loss(
+        out["r"], out["sem"], batch.arcs, batch.arc_labels, batch.lengths
+    )
+    return arc_loss + label_loss
+
+
 @pytest.mark.parametrize(
     "mode,reaches",
     [
         ("pipeline", False),
+        ("joint", False),
         ("ste", True),
         ("spigot", True),
         ("marginals", True),
@@ -106,18 +117,157 @@ def test_gradient_to_syntactic_scores(sentences, mode, reaches):
     model = task.model
     model.train()
     batch = first_batch(task, sentences)
-    h, s = model.syntax(batch.words, batch.pos, batch.lengths)
-    s.retain_grad()
-    h_detached = h.detach()  # cut the path through the head representations
-    z = model.decide_tree(s, batch)
-    assert z.shape == s.shape
-    r, sem = model.semantics(
-        batch.words, batch.pos, batch.lengths, model.head_features(h_detached, z)
-    )
-    arc_loss, label_loss = model.semantics.loss(r, sem, batch.arcs, batch.arc_labels, batch.lengths)
-    (arc_loss + label_loss).backward()
-    norm = 0.0 if s.grad is None else float(s.grad.abs().sum())
+    out = model(batch)
+    assert out["z"].shape == out["s"].shape
+    out["s"].retain_grad()
+    semantic_loss(model, batch, out).backward()
+    norm = 0.0 if out["s"].grad is None else float(out["s"].grad.abs().sum())
     assert (norm > 0) == reaches, (mode, norm)
+
+
+def _syntax_grad_norm(model) -> float:
+    grads = [p.grad for p in model.syntax.parameters() if p.grad is not None]
+    return float(sum(g.abs().sum() for g in grads)) if grads else 0.0
+
+
+@pytest.mark.parametrize(
+    "coupling,mode,reaches",
+    [
+        ("semantic", "pipeline", False),
+        ("semantic", "joint", False),
+        ("semantic", "gold", False),
+        ("semantic", "ste", True),
+        ("semantic", "spigot", True),
+        ("semantic", "marginals", True),
+        # the old coupling leaks: W h_syn trains the syntactic encoder with no gradient via z
+        ("syntactic", "pipeline", True),
+        ("syntactic", "joint", True),
+        ("syntactic", "gold", True),
+    ],
+)
+def test_semantic_loss_reaches_the_parser_only_through_the_tree(sentences, coupling, mode, reaches):
+    """``train.syntactic_weight = 0``, one backward: the syntactic parser's gradient is exactly
+    zero when no gradient passes through ``z``, unless the coupling reads the syntactic
+    encoder's states (why ``model.coupling = "semantic"`` is the default)."""
+    torch.manual_seed(0)
+    task = make_task(sentences, mode, **{"model.coupling": coupling})
+    model = task.model
+    model.train()
+    loss, stats = model.loss(first_batch(task, sentences), syntactic_weight=0.0)
+    assert "syntax" not in stats
+    loss.backward()
+    norm = _syntax_grad_norm(model)
+    assert (norm > 0) == reaches, (coupling, mode, norm)
+    if coupling == "syntactic":  # the leak goes into the encoder, not the arc scorer
+        enc = [p.grad for p in model.syntax.encoder.parameters() if p.grad is not None]
+        assert enc and any(g.abs().sum() > 0 for g in enc)
+        assert all(p.grad is None for p in model.syntax.arc_scorer.parameters())
+
+
+@pytest.mark.parametrize("coupling", ["semantic", "syntactic"])
+def test_coupling_input_sizes(sentences, coupling):
+    task = make_task(sentences, "spigot", **{"model.coupling": coupling})
+    model, d = task.model, 2 * TINY["model.lstm_hidden"]
+    sem_input = model.semantics.encoder.lstm.input_size
+    words_pos = TINY["model.word_dim"] + TINY["model.pos_dim"]
+    k = TINY["model.coupling_dim"]
+    if coupling == "semantic":  # the encoder reads words and POS; the scorers [h_i; feats_i]
+        assert sem_input == words_pos
+        assert model.semantics.arc_scorer.head.in_features == d + k
+    else:  # the encoder reads [words; POS; feats_i], the scorers its states
+        assert sem_input == words_pos + k
+        assert model.semantics.arc_scorer.head.in_features == d
+    assert model.coupling.weight.shape == (k, d)
+    batch = first_batch(task, sentences)
+    out = model(batch)
+    n1 = batch.words.shape[1]
+    assert out["r"].shape == (len(batch), n1, d + (k if coupling == "semantic" else 0))
+    assert out["sem"].shape == (len(batch), n1, n1)
+
+
+def test_gold_mode_reads_gold_trees_at_training_and_test_time(sentences):
+    task = make_task(sentences, "gold")
+    model = task.model
+    batch = first_batch(task, sentences)
+    for training in (True, False):
+        model.train(training)
+        out = model(batch)
+        torch.testing.assert_close(out["z"], tree_arcs(batch.heads, batch.lengths, out["s"]))
+    # other gold trees (every word on the root) change the semantic scores at test time
+    flat = batch.heads.clone()
+    flat[:, 1:] = 0
+    other = model(dataclasses.replace(batch, heads=flat))
+    assert not torch.allclose(other["sem"], out["sem"])
+    # while the predicted tree is the syntactic parser's own
+    pred = model.predict(batch)
+    torch.testing.assert_close(
+        pred["heads"], model.tree.argmax(out["s"], batch.lengths).argmax(dim=1)
+    )
+
+
+def test_ste_step_size_scales_the_gradient_not_the_tree(sentences):
+    """``train.eta = gamma`` in mode ``ste``: the same tree, ``gamma`` times the gradient."""
+    from spigot.models.coupling import scale_gradient
+
+    x = torch.randn(3, 4, requires_grad=True)
+    y = scale_gradient(x, 0.3)
+    assert torch.equal(y, x)
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, torch.full_like(x, 0.3))
+    grads, trees = [], []
+    for eta in (0.0, 0.25):
+        torch.manual_seed(0)
+        task = make_task(sentences, "ste", **{"train.eta": eta})
+        model = task.model
+        model.train()
+        batch = first_batch(task, sentences)
+        out = model(batch)
+        out["s"].retain_grad()
+        semantic_loss(model, batch, out).backward()
+        grads.append(out["s"].grad)
+        trees.append(out["z"])
+    assert torch.equal(trees[0], trees[1])
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[1], 0.25 * grads[0])
+
+
+def test_grad_norm_monitor_separates_the_two_paths(sentences):
+    torch.manual_seed(0)
+    task = make_task(sentences, "ste", **{"train.log_grad_norms": True})
+    model = task.model
+    model.train()
+    batch = first_batch(task, sentences)
+    # by hand: the gradient on s of each part of the loss, one sentence at a time
+    out = model(batch)
+    n_words = batch.lengths.sum()
+    sem = semantic_loss(model, batch, out) / n_words
+    syn = model._syntactic_loss(out["h"], out["s"], batch, "hinge") / n_words
+    mask = model.tree.mask(out["s"], batch.lengths)
+    (g_sem,) = torch.autograd.grad(sem, out["s"], retain_graph=True)
+    (g_syn,) = torch.autograd.grad(0.5 * syn, out["s"])
+    g_sem, g_syn = g_sem * mask, g_syn * mask
+    n_sem, n_syn = (g.pow(2).sum((1, 2)).sqrt() for g in (g_sem, g_syn))
+    model.grad_monitor.reset()
+    # the monitor, during an ordinary training step
+    loss, _ = model.loss(batch, syntactic_weight=0.5)
+    loss.backward()
+    got = model.grad_monitor.summary()
+    assert got["grad_sentences"] == len(batch)
+    assert got["grad_semantic"] == pytest.approx(float(n_sem.mean()), rel=1e-5)
+    assert got["grad_syntactic"] == pytest.approx(float(n_syn.mean()), rel=1e-5)
+    both = (n_sem > 0) & (n_syn > 0)
+    cos = ((g_sem * g_syn).sum((1, 2)) / (n_sem * n_syn))[both].mean()
+    assert got["grad_cosine"] == pytest.approx(float(cos), rel=1e-4, abs=1e-6)
+    assert model.grad_monitor.summary()["grad_sentences"] == 0  # reset by summary()
+    # no gradient through z: only the syntactic path; nothing at all in eval mode
+    task = make_task(sentences, "joint", **{"train.log_grad_norms": True})
+    task.model.train()
+    task.model.loss(batch)[0].backward()
+    got = task.model.grad_monitor.summary()
+    assert got["grad_semantic"] == 0 and got["grad_syntactic"] > 0 and got["grad_cosine"] is None
+    task.model.eval()
+    task.model.loss(batch)[0].backward()
+    assert task.model.grad_monitor.summary()["grad_sentences"] == 0
 
 
 @pytest.mark.parametrize("eta_scale", ["batch", "sentence"])
@@ -130,16 +280,12 @@ def test_spigot_eta_scale(sentences, eta_scale):
     model = task.model
     model.train()
     batch = first_batch(task, sentences)
-    h, s = model.syntax(batch.words, batch.pos, batch.lengths)
+    out = model(batch)
+    s, z = out["s"], out["z"]
     s.retain_grad()
-    z = model.decide_tree(s, batch)
     z.retain_grad()
-    r, sem = model.semantics(
-        batch.words, batch.pos, batch.lengths, model.head_features(h.detach(), z)
-    )
-    arc_loss, label_loss = model.semantics.loss(r, sem, batch.arcs, batch.arc_labels, batch.lengths)
     c = float(batch.lengths.sum())
-    (30 * (arc_loss + label_loss) / c).backward()  # x30: the tiny model's gradients are small
+    (2 * semantic_loss(model, batch, out) / c).backward()  # x2: per-sentence norms 0.5-2.2
     g = z.grad * (c if eta_scale == "sentence" else 1.0)
     mask = model.tree.mask(s, batch.lengths)
     norm = (g * mask).pow(2).sum((-2, -1), keepdim=True).sqrt()
@@ -211,6 +357,19 @@ def test_joint_loss_and_predict_shapes(sentences, mode):
         assert pred["heads"].shape == (len(batch), n1)
 
 
+def test_checkpoint_without_coupling_key_loads_the_old_coupling(sentences):
+    """Checkpoints written before ``model.coupling`` existed used the syntactic coupling."""
+    task = make_task(sentences, "spigot", **{"model.coupling": "syntactic"})
+    payload = task.checkpoint()
+    del payload["config"]["model"]["coupling"]
+    loaded = Syn2SemTask.from_checkpoint(payload)
+    assert loaded.config.model.coupling == "syntactic"
+    assert loaded.model.coupling_source == "syntactic"
+    batch = first_batch(task, sentences)
+    task.model.eval()
+    torch.testing.assert_close(loaded.model(batch)["sem"], task.model(batch)["sem"])
+
+
 def test_syntactic_labels_and_crf(sentences):
     task = make_task(
         sentences, "ste", **{"model.syntactic_labels": True, "train.syntactic_loss": "crf"}
@@ -236,6 +395,11 @@ def test_config_round_trip_and_errors(tmp_path):
         apply_overrides(cfg, ["mode=spigott"])
     with pytest.raises(ConfigError, match="must be of type int"):
         apply_overrides(cfg, ["epochs=many"])
+    assert apply_overrides(cfg, ["mode=joint"]).model.coupling == "semantic"  # the default
+    with pytest.raises(ConfigError, match="model.coupling must be one of"):
+        apply_overrides(cfg, ["coupling=both"])
+    with pytest.raises(ConfigError, match="train.pretrain_patience must be >= 0"):
+        apply_overrides(cfg, ["pretrain_patience=-1"])
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.toml")
     bad = tmp_path / "bad.toml"

@@ -74,18 +74,26 @@ def test_checkpoint_round_trip(run):
 
 
 def test_evaluate_and_predict_conllu(run, tmp_path, capsys):
+    from spigot.training import atomic_torch_save, load_checkpoint
+
     gold = tmp_path / "gold.conllu"
     write_conllu(generate_treebank(5, seed=9, max_len=12), gold)
     assert main(["evaluate", str(run / "best.pt"), "--data", str(gold), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert {"lf", "uf", "uas", "lm"} <= set(metrics)
+    # one epoch of the tiny model predicts no semantic arc yet: push every arc score up so
+    # that the DEPS column has arcs to write
+    payload = load_checkpoint(run / "best.pt")
+    payload["state_dict"]["semantics.arc_scorer.out.bias"] += 100.0
+    ckpt = tmp_path / "eager.pt"
+    atomic_torch_save(payload, ckpt)
     out = tmp_path / "pred.conllu"
-    assert main(["predict", str(run / "best.pt"), "--data", str(gold), "--output", str(out)]) == 0
+    assert main(["predict", str(ckpt), "--data", str(gold), "--output", str(out)]) == 0
     pred = read_conllu(out)
     assert len(pred) == 5
     for s in pred:
         assert check_tree(s.heads) is None
-        assert s.arcs is not None
+        assert s.arcs is not None and len(s.arcs) > len(s)
 
 
 def test_predict_sdp(run, tmp_path):
@@ -154,6 +162,9 @@ def test_experiment_table_and_plot(tmp_path, capsys, config):
     assert (out / "gold" / "seed0" / "best.pt").is_file()
     header = (out / "results.csv").read_text().splitlines()[0]
     assert "dev_lf_mean" in header and "sent_per_sec_mean" in header
+    bad = ["experiment", "syn2sem", "--modes", "joint", "jiont", "--out", str(out)]
+    assert main([*bad, "--no-progress"]) == 1
+    assert "--modes must be distinct modes among pipeline, joint, ste" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -215,13 +226,17 @@ def test_init_syntax_mismatch_is_reported(pretrained, config, tmp_path, capsys):
 def test_experiment_shares_pretraining_and_reuses_finished_runs(tmp_path, capsys, config):
     out = tmp_path / "exp"
     args = ["experiment", "syn2sem", "--config", str(config), "--set", *TINY]
-    args += ["train.pretrain_epochs=1", "--seeds", "0", "--modes", "pipeline", "spigot"]
+    args += ["train.pretrain_epochs=2", "train.pretrain_patience=1"]
+    args += ["--seeds", "0", "--modes", "pipeline", "joint"]
     args += ["--out", str(out), "--no-progress"]
     assert main([*args, "--jobs", "2"]) == 0  # the scheduler: modes wait for the pre-training
     first = capsys.readouterr().out
-    assert "syntactic pre-training, shared by the modes of each seed: 1 epoch at" in first
+    assert (
+        "syntactic pre-training, shared by the modes of each seed: up to 2 epochs with early "
+        "stopping on dev UAS (patience 1; epochs run per seed: 2; best: 1) at" in first
+    )
     pre = json.loads((out / "pretrain" / "seed0" / "results.json").read_text())
-    for mode in ("pipeline", "spigot"):
+    for mode in ("pipeline", "joint"):
         records = [
             json.loads(line)
             for line in (out / mode / "seed0" / "metrics.jsonl").read_text().splitlines()
@@ -231,6 +246,10 @@ def test_experiment_shares_pretraining_and_reuses_finished_runs(tmp_path, capsys
         assert all(r.get("phase") != "syntax" for r in records)
     pipe = json.loads((out / "pipeline" / "seed0" / "results.json").read_text())
     assert pipe["dev"]["uas"] == pytest.approx(pre["dev"]["uas"])
+    # joint fine-tunes the pre-trained parser on its own loss
+    pre_state = _syntax_state(out / "pretrain" / "seed0" / "syntax.pt")
+    joint_state = _syntax_state(out / "joint" / "seed0" / "best.pt")
+    assert any(not torch.equal(joint_state[k], pre_state[k]) for k in pre_state)
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("best.pt")}
     assert len(stamps) == 3
     assert main([*args, "--jobs", "1"]) == 0  # everything is reused, nothing retrained
@@ -238,9 +257,9 @@ def test_experiment_shares_pretraining_and_reuses_finished_runs(tmp_path, capsys
     assert {p: p.stat().st_mtime_ns for p in out.rglob("best.pt")} == stamps
     table = [line for line in first.splitlines() if line.startswith("| ")]
     assert table == [line for line in second.splitlines() if line.startswith("| ")]
-    assert main([*args, "--jobs", "1", "--modes", "spigot", "--rerun"]) == 0
-    assert (out / "spigot" / "seed0" / "best.pt").stat().st_mtime_ns != stamps[
-        out / "spigot" / "seed0" / "best.pt"
+    assert main([*args, "--jobs", "1", "--modes", "joint", "--rerun"]) == 0
+    assert (out / "joint" / "seed0" / "best.pt").stat().st_mtime_ns != stamps[
+        out / "joint" / "seed0" / "best.pt"
     ]
 
 
@@ -310,9 +329,18 @@ def test_resume_in_the_second_stage_equals_an_uninterrupted_run(
     _same_run(straight, killed)
     records = [json.loads(x) for x in (killed / "metrics.jsonl").read_text().splitlines()]
     events = [r["event"] for r in records]
-    assert events == ["start", "epoch", "epoch", "start", "resume", "epoch", "final"]
-    assert [records[0]["resumed"], records[3]["resumed"]] == [False, True]
-    assert records[4]["phase"] == records[-2]["phase"] and records[4]["epoch"] == 1
+    assert events == [
+        "start",
+        "epoch",
+        "syntax_stage",
+        "epoch",
+        "start",
+        "resume",
+        "epoch",
+        "final",
+    ]
+    assert [records[0]["resumed"], records[4]["resumed"]] == [False, True]
+    assert records[5]["phase"] == records[-2]["phase"] and records[5]["epoch"] == 1
 
 
 def test_resume_in_the_syntactic_stage_equals_an_uninterrupted_run(config, tmp_path, monkeypatch):
@@ -322,6 +350,52 @@ def test_resume_in_the_syntactic_stage_equals_an_uninterrupted_run(config, tmp_p
     )
     _same_run(straight, killed)
     assert (killed / "syntax.pt").is_file()
+
+
+def _records(run_dir: Path, event: str) -> list[dict]:
+    """The ``event`` records of a run's metrics log, without their time stamps."""
+    records = map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+    return [{k: v for k, v in r.items() if k != "time"} for r in records if r["event"] == event]
+
+
+def test_early_stopped_pretraining_resumes_and_pipeline_freezes_its_best_epoch(
+    config, tmp_path, monkeypatch
+):
+    # 4 batches per epoch; dev UAS rises until epoch 7 and stalls at 8: with patience 1 the
+    # syntactic stage stops after epoch 8 of at most 10 and keeps epoch 7. Killed in epoch 5.
+    sets = ["mode=pipeline", "train.pretrain_epochs=10", "train.pretrain_patience=1"]
+    sets += ["train.log_grad_norms=true"]
+    straight, killed = _interrupted_then_resumed(
+        config, tmp_path, monkeypatch, "syntactic_loss", 18, sets
+    )
+    _same_run(straight, killed)
+    epochs = _records(straight, "epoch")
+    syntax = [r for r in epochs if r["phase"] == "syntax"]
+    assert len(syntax) < 10 and _records(straight, "early_stop")[0]["phase"] == "syntax"
+    best = max(syntax, key=lambda r: r["dev_uas"])
+    stage = _records(straight, "syntax_stage")
+    assert stage == _records(killed, "syntax_stage")
+    assert stage[0]["best_epoch"] == best["epoch"] < len(syntax)
+    assert stage[0]["dev_uas"] == best["dev_uas"] and stage[0]["stopped_early"]
+    assert [r["dev_uas"] for r in epochs if r["phase"] == "semantics"] == [best["dev_uas"]]
+    results = json.loads((killed / "results.json").read_text())
+    assert results["syntax_stage"] == {k: v for k, v in stage[0].items() if k != "event"}
+    # one grad_norms record per epoch, the same after the kill and the resumption
+    norms = _records(straight, "grad_norms")
+    assert [(r["phase"], r["epoch"]) for r in norms] == [(r["phase"], r["epoch"]) for r in epochs]
+    assert norms == _records(killed, "grad_norms")
+    assert all(r["grad_semantic"] == 0 for r in norms)  # nothing flows through z here
+
+
+def test_grad_norms_are_logged_in_joint_training(config, tmp_path):
+    out = tmp_path / "ste"
+    args = ["train", str(config), "--set", *TINY, "mode=ste", "train.log_grad_norms=true"]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    (norms,) = _records(out, "grad_norms")
+    assert norms["phase"] == "joint" and norms["epoch"] == 1 and norms["grad_sentences"] == 30
+    assert norms["grad_semantic"] > 0 and norms["grad_syntactic"] > 0
+    assert -1 <= norms["grad_cosine"] <= 1
+    assert norms["grad_ratio"] == pytest.approx(norms["grad_semantic"] / norms["grad_syntactic"])
 
 
 def test_resume_errors(config, tmp_path, capsys, run):

@@ -48,6 +48,7 @@ else:  # pragma: no cover
         ) from exc
 
 __all__ = [
+    "COUPLINGS",
     "MODES",
     "ConfigError",
     "DataConfig",
@@ -61,13 +62,18 @@ __all__ = [
     "parse_override",
 ]
 
-MODES = ("pipeline", "ste", "marginals", "spigot", "gold", "none")
+MODES = ("pipeline", "joint", "ste", "marginals", "spigot", "gold", "none")
 """Training modes of the syntactic-then-semantic pipeline.
 
 ``pipeline``, ``ste``, ``marginals`` and ``spigot`` are the estimators of
-:func:`spigot.structured_argmax`; ``gold`` feeds the gold tree to the semantic parser (at
-training *and* test time: an oracle) and ``none`` feeds no tree (a semantic parser alone).
+:func:`spigot.structured_argmax`; ``joint`` trains the syntactic parser on its own loss while
+the semantic parser reads its argmax tree with no gradient through it (the pipeline estimator
+in multitask training); ``gold`` feeds the gold tree to the semantic parser (at training *and*
+test time: an oracle) and ``none`` feeds no tree (a semantic parser alone).
 """
+
+COUPLINGS = ("semantic", "syntactic")
+"""Values of ``model.coupling`` (see :class:`ModelConfig`)."""
 
 PathLike = str | os.PathLike
 
@@ -138,8 +144,16 @@ class ModelConfig:
         lstm_layers: BiLSTM layers.
         mlp_dim: hidden units of the arc scorers.
         label_mlp_dim: hidden units of the label scorers.
-        coupling_dim: size of ``W h_j``, the syntactic head representation that each word of
-            the semantic parser receives (weighted by the tree ``z``).
+        coupling: whose encoder states the tree ``z`` weights for the semantic parser.
+            ``"semantic"`` (default, the original code): the semantic encoder reads words and
+            POS only, and each word's arc and label scorers read ``[h_i; sum_j z[j, i] W h_j]``
+            with ``h`` the *semantic* encoder's states, so the semantic loss reaches the
+            syntactic parser only through ``z``. ``"syntactic"``: ``sum_j z[j, i] W h_j`` with
+            ``h`` the *syntactic* encoder's states joins the semantic encoder's input; the
+            semantic loss then also trains the syntactic encoder through ``W h``, even when no
+            gradient passes through ``z`` (the behaviour before this option existed).
+        coupling_dim: size of ``W h_j``, the head representation that each word of the
+            semantic parser receives (weighted by the tree ``z``).
         dropout: dropout on the BiLSTM outputs and between layers.
         word_dropout: probability of replacing a training word by ``<unk>``.
         syn_scorer: ``"mlp"`` (Kiperwasser & Goldberg) or ``"biaffine"`` (Dozat & Manning).
@@ -156,6 +170,7 @@ class ModelConfig:
     lstm_layers: int = 2
     mlp_dim: int = 100
     label_mlp_dim: int = 100
+    coupling: str = "semantic"
     coupling_dim: int = 100
     dropout: float = 0.0
     word_dropout: float = 0.25
@@ -174,7 +189,11 @@ class TrainConfig:
     Attributes:
         epochs: training epochs (of the joint / semantic stage).
         pretrain_epochs: syntactic-only epochs before joint training; in ``mode = "pipeline"``
-            the syntactic stage runs ``pretrain_epochs`` epochs, or ``epochs`` if 0.
+            the syntactic stage runs ``pretrain_epochs`` epochs, or ``epochs`` if 0. With
+            ``pretrain_patience`` this is the maximum.
+        pretrain_patience: stop the syntactic stage after this many epochs without a better
+            dev UAS (0 = run all its epochs). The stage always ends with its best dev-UAS
+            weights, which ``pipeline`` then freezes: a converged parser.
         lr: Adam learning rate.
         clip: gradient clipping (max global L2 norm; 0 = none).
         patience: stop after this many epochs without a better dev score (0 = never).
@@ -185,12 +204,22 @@ class TrainConfig:
             the same data and model sizes) whose syntactic parser initialises this run's
             before training; ``""`` = none. In ``mode = "pipeline"`` the syntactic stage then
             runs only ``pretrain_epochs`` more epochs (0: the loaded parser is frozen as is).
-        eta: SPIGOT step size; 0 = the original per-sentence rule ``min(1, 1/||dL/dz||)``.
+        eta: the step size of the two hard estimators that pass a gradient, so that one dev
+            grid tunes both. ``spigot``: the step of ``z - proj(z - eta dL/dz)``; 0 = the
+            original per-sentence rule ``min(1, 1/||dL/dz||)``. ``ste``: a multiplier of the
+            straight-through gradient, ``dL/ds := eta dL/dz`` (the forward pass and the tree
+            are unchanged); 0 = 1, plain straight-through. For small ``eta`` both send about
+            ``eta`` times the gradient ``dL/dz`` (SPIGOT's projected) to the scores. Other
+            modes ignore it.
         eta_scale: which gradient SPIGOT's step (and the rule for ``eta``) sees:
             ``"sentence"`` (default), the gradient of each sentence's summed loss as in the
             original code (``loss_scale`` = words in the batch, see :mod:`spigot.estimators`),
             or ``"batch"``, the gradient of the training loss as it is (a mean over the words
             of the batch), for which ``eta`` is almost always 1.
+        log_grad_norms: log per epoch (an ``{"event": "grad_norms"}`` record of the metrics
+            log) the mean per-sentence norm of the gradient reaching the syntactic arc scores
+            from the semantic loss (through ``z``) and from the syntactic loss, and their
+            cosine (:mod:`spigot.models.diagnostics`).
         threads: torch CPU threads (0 = torch's default; 1 is fastest for small models on a
             shared CPU).
         progress: show tqdm progress bars.
@@ -198,6 +227,7 @@ class TrainConfig:
 
     epochs: int = 10
     pretrain_epochs: int = 0
+    pretrain_patience: int = 0
     lr: float = 1e-3
     clip: float = 1.0
     patience: int = 0
@@ -206,6 +236,7 @@ class TrainConfig:
     init_syntax: str = ""
     eta: float = 0.0
     eta_scale: str = "sentence"
+    log_grad_norms: bool = False
     threads: int = 1
     progress: bool = True
 
@@ -264,8 +295,10 @@ class Syn2SemConfig:
                 raise ConfigError(f"model.{key} must be in [0, 1), got {v}")
         _choice("model.syn_scorer", m.syn_scorer, ("mlp", "biaffine"))
         _choice("model.sem_scorer", m.sem_scorer, ("mlp", "biaffine"))
+        _choice("model.coupling", m.coupling, COUPLINGS)
         _nonneg("train.epochs", t.epochs)
         _nonneg("train.pretrain_epochs", t.pretrain_epochs)
+        _nonneg("train.pretrain_patience", t.pretrain_patience)
         if t.lr <= 0:
             raise ConfigError(f"train.lr must be > 0, got {t.lr}")
         _nonneg("train.clip", t.clip)

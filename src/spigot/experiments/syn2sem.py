@@ -25,7 +25,14 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from spigot.config import Syn2SemConfig, apply_overrides, config_from_dict, load_config
+from spigot.config import (
+    MODES,
+    ConfigError,
+    Syn2SemConfig,
+    apply_overrides,
+    config_from_dict,
+    load_config,
+)
 
 __all__ = [
     "DEFAULT_MODES",
@@ -261,14 +268,21 @@ def run_experiment(
     """Train every mode with every seed; write and return the summary (see module doc).
 
     With ``train.pretrain_epochs = P > 0`` and ``share_pretraining``, the syntactic parser of
-    each seed is pre-trained once, for ``P`` epochs, in ``OUT/pretrain/seed<seed>/``; every
-    mode of that seed then starts from that parser (``train.init_syntax``): ``pipeline``
-    freezes it, the joint modes fine-tune it. The modes of one seed thus differ only in what
-    happens after pre-training, and pre-training is paid once per seed instead of once per
-    run. ``reuse`` keeps the results of any run directory that already finished with the same
-    configuration and resumes any run interrupted in the middle (from its ``last.pt``), so an
-    interrupted experiment continues where it stopped.
+    each seed is pre-trained once, for ``P`` epochs (at most ``P`` with
+    ``train.pretrain_patience``: early stopping on dev UAS, the best epoch kept), in
+    ``OUT/pretrain/seed<seed>/``; every mode of that seed but ``none`` then starts from that
+    parser (``train.init_syntax``): ``pipeline`` freezes it, the joint modes (``joint``,
+    ``ste``, ``spigot``, ``marginals``, ``gold``) fine-tune it. The modes of one seed thus
+    differ only in what happens after pre-training, and pre-training is paid once per seed
+    instead of once per run. ``reuse`` keeps the results of any run directory that already
+    finished with the same configuration and resumes any run interrupted in the middle (from
+    its ``last.pt``), so an interrupted experiment continues where it stopped.
     """
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or len(set(modes)) != len(modes):
+        raise ConfigError(
+            f"--modes must be distinct modes among {', '.join(MODES)}; got {' '.join(modes)}"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -378,10 +392,19 @@ def run_experiment(
         pre = [done[("pretrain", seed)] for seed in seeds]
         uas_m, uas_sd = _mean_sd([_get(r, "dev", "uas") for r in pre])
         sec_m, _ = _mean_sd([r["seconds_per_epoch"] for r in pre])
+        epochs = _plural(config.train.pretrain_epochs, "epoch")
+        if config.train.pretrain_patience:
+            stages = [r.get("syntax_stage") or {} for r in pre]
+            ran = ", ".join(str(st.get("epochs_run", "?")) for st in stages)
+            best = ", ".join(str(st.get("best_epoch", "?")) for st in stages)
+            epochs = (
+                f"up to {epochs} with early stopping on dev UAS (patience "
+                f"{config.train.pretrain_patience}; epochs run per seed: {ran}; best: {best})"
+            )
         notes.append(
-            f"syntactic pre-training, shared by the modes of each seed: "
-            f"{_plural(config.train.pretrain_epochs, 'epoch')} at {sec_m:.1f} s/epoch, dev UAS "
-            f"{_cell(100 * uas_m, 100 * uas_sd, 1)} (not included in the modes' s/epoch)"
+            f"syntactic pre-training, shared by the modes of each seed: {epochs} at "
+            f"{sec_m:.1f} s/epoch, dev UAS {_cell(100 * uas_m, 100 * uas_sd, 1)} (not included "
+            "in the modes' s/epoch)"
         )
     md = header + table + ("\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "")
     (out / "results.md").write_text(md, encoding="utf-8")

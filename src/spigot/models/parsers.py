@@ -169,10 +169,17 @@ class SemanticParser(nn.Module):
     arc. Loss: logistic loss on every candidate arc plus cross-entropy on the labels of gold
     arcs.
 
+    The scorers read ``x = [r; features]``: the encoder states ``r [B, n+1, D]`` and, when
+    ``feature_dim > 0``, per-word features ``[B, n+1, feature_dim]`` computed from ``r`` by the
+    caller (pipeline 1: the syntactic head's state, :mod:`spigot.models.coupling`). Hence the
+    two steps :meth:`encode` and :meth:`score`; :meth:`forward` chains them.
+
     Args:
         encoder: its own :class:`~spigot.models.encoder.BiLSTMEncoder`.
         n_labels: number of semantic labels including id 0 (``<none>``).
         scorer, mlp_dim, label_mlp_dim: scorer type and sizes.
+        feature_dim: size of the features appended to the encoder states before the scorers
+            (0 = none).
     """
 
     def __init__(
@@ -183,26 +190,53 @@ class SemanticParser(nn.Module):
         scorer: str = "mlp",
         mlp_dim: int = 100,
         label_mlp_dim: int = 100,
+        feature_dim: int = 0,
     ) -> None:
         super().__init__()
         if n_labels < 2:
             raise ValueError("the semantic parser needs at least one label (n_labels >= 2)")
         self.encoder = encoder
-        self.arc_scorer = make_scorer(scorer, encoder.output_dim, mlp_dim)
-        self.label_scorer = make_scorer(scorer, encoder.output_dim, label_mlp_dim, n_labels - 1)
+        self.feature_dim = feature_dim
+        in_dim = encoder.output_dim + feature_dim
+        self.arc_scorer = make_scorer(scorer, in_dim, mlp_dim)
+        self.label_scorer = make_scorer(scorer, in_dim, label_mlp_dim, n_labels - 1)
         self.graph = DependencyGraph()
 
-    def forward(
+    def encode(
         self, words: Tensor, pos: Tensor, lengths: Tensor, extra: Tensor | None = None
+    ) -> Tensor:
+        """Encoder states ``r [B, n+1, D]`` (``extra``: the encoder's extra input, if any)."""
+        return self.encoder(words, pos, lengths, extra)
+
+    def score(self, r: Tensor, features: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(x, arc_scores)``: the scorers' input ``x = [r; features]``
+        ``[B, n+1, D + feature_dim]`` (what :meth:`loss` and :meth:`decode` take) and the arc
+        scores ``[B, n+1, n+1]``."""
+        if (features is None) != (self.feature_dim == 0):
+            raise ValueError(
+                f"this semantic parser expects {self.feature_dim} scorer features per word, "
+                f"got {'none' if features is None else features.shape[-1]}"
+            )
+        x = r if features is None else torch.cat([r, features], dim=-1)
+        return x, self.arc_scorer(x)
+
+    def forward(
+        self,
+        words: Tensor,
+        pos: Tensor,
+        lengths: Tensor,
+        extra: Tensor | None = None,
+        features: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Returns ``(r, arc_scores)``: encoder states and ``[B, n+1, n+1]`` arc scores."""
-        r = self.encoder(words, pos, lengths, extra)
-        return r, self.arc_scorer(r)
+        """:meth:`encode` then :meth:`score`: ``(x, arc_scores)``."""
+        return self.score(self.encode(words, pos, lengths, extra), features)
 
     def loss(
         self, r: Tensor, scores: Tensor, arcs: Tensor, labels: Tensor, lengths: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """Summed ``(arc logistic loss, label cross-entropy)`` over the batch."""
+        """Summed ``(arc logistic loss, label cross-entropy)`` over the batch.
+
+        ``r`` is the scorers' input ``[B, n+1, D + feature_dim]`` from :meth:`score`."""
         mask = arc_mask(lengths, scores.shape[-1], scores.device)
         arc_loss = F.binary_cross_entropy_with_logits(scores[mask], arcs[mask], reduction="sum")
         b, h, m = (arcs > 0).nonzero(as_tuple=True)
@@ -213,7 +247,9 @@ class SemanticParser(nn.Module):
         return arc_loss, label_loss
 
     def decode(self, r: Tensor, scores: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """``(arcs 0/1 [B, n+1, n+1], label ids [B, n+1, n+1])``; labels 0 where no arc."""
+        """``(arcs 0/1 [B, n+1, n+1], label ids [B, n+1, n+1])``; labels 0 where no arc.
+
+        ``r`` is the scorers' input from :meth:`score`."""
         arcs = self.graph.argmax(scores, lengths)
         labels = torch.zeros(arcs.shape, dtype=torch.long, device=arcs.device)
         b, h, m = (arcs > 0).nonzero(as_tuple=True)

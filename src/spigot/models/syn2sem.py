@@ -2,15 +2,20 @@
 
 A syntactic parser scores arcs ``s`` and decides a tree ``z`` in the middle of the network;
 each word ``i`` of the semantic parser then receives the representation of its syntactic head,
-``sum_j z[j, i] * W h_j`` (``h`` = the syntactic parser's BiLSTM states), concatenated to its
-embeddings. How the semantic loss reaches ``s`` through ``z`` is the ``mode``:
+``sum_j z[j, i] * W h_j``. By default (``model.coupling = "semantic"``, as the original code)
+``h`` is the semantic parser's own encoder states and the result joins ``h_i`` at the input of
+its scorers, so the semantic loss reaches the syntactic parser only through ``z``
+(:mod:`spigot.models.coupling`). How it passes through ``z`` is the ``mode``:
 
 ===========  ============================================  ================================
 mode         z (training / test)                            gradient to the syntactic scores
 ===========  ============================================  ================================
 pipeline     argmax of a syntactic parser trained first     none (the parser is frozen)
              and then frozen
-ste          argmax / argmax                                straight-through
+joint        argmax / argmax                                none (the parser trains on its
+                                                            own loss only)
+ste          argmax / argmax                                straight-through (times
+                                                            ``train.eta`` if > 0)
 spigot       argmax / argmax                                SPIGOT (projection on the trees'
                                                             relaxed polytope)
 marginals    arc marginals / arc marginals                  exact (structured attention)
@@ -18,11 +23,11 @@ gold         gold tree / gold tree (an oracle)              none
 none         no tree (semantic parser alone)                none
 ===========  ============================================  ================================
 
-Joint modes (``ste``, ``spigot``, ``marginals``, ``gold``) keep the syntactic loss on with
-weight ``train.syntactic_weight``; ``train.pretrain_epochs`` syntactic-only epochs may come
-first. :class:`Syn2SemTask` holds the data, vocabularies and model and drives training,
-evaluation and prediction; the command line (:mod:`spigot.cli`) and the experiment runner
-(:mod:`spigot.experiments.syn2sem`) use it.
+Joint modes (all but ``pipeline`` and ``none``) keep the syntactic loss on with weight
+``train.syntactic_weight``; ``train.pretrain_epochs`` syntactic-only epochs may come first
+(early-stopped on dev UAS with ``train.pretrain_patience``). :class:`Syn2SemTask` holds the
+data, vocabularies and model and drives training, evaluation and prediction; the command line
+(:mod:`spigot.cli`) and the experiment runner (:mod:`spigot.experiments.syn2sem`) use it.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ from spigot.data import (
 )
 from spigot.estimators import structured_argmax
 from spigot.metrics import AttachmentScorer, SemanticScorer
+from spigot.models.coupling import HeadFeatures, scale_gradient
+from spigot.models.diagnostics import GradNormMonitor, syntax_summary
 from spigot.models.encoder import BiLSTMEncoder
 from spigot.models.parsers import SemanticParser, SyntacticParser, tree_arcs
 from spigot.structures import DependencyTree
@@ -79,7 +86,8 @@ class Syn2Sem(nn.Module):
     """The coupled model: a syntactic parser, the coupling ``W`` and a semantic parser.
 
     Args:
-        config: the run configuration (``mode``, ``model`` sizes, ``train.eta``).
+        config: the run configuration (``mode``, ``model`` sizes and coupling, ``train.eta``,
+            ``train.eta_scale``, ``train.log_grad_norms``).
         n_words, n_pos: token vocabulary sizes (shared by both encoders' lookups).
         n_labels: semantic label vocabulary size (with ``<none>``).
         n_deprels: syntactic relation vocabulary size (with ``<none>``), used when
@@ -128,19 +136,23 @@ class Syn2Sem(nn.Module):
             label_mlp_dim=m.label_mlp_dim,
         )
         self.coupled = self.mode != "none"
-        self.coupling = (
-            nn.Linear(self.syntax.encoder.output_dim, m.coupling_dim, bias=False)
-            if self.coupled
-            else None
-        )
+        self.coupling_source = m.coupling
+        through_syntax = self.coupled and m.coupling == "syntactic"
+        through_semantics = self.coupled and m.coupling == "semantic"
         self.semantics = SemanticParser(
-            encoder(m.coupling_dim if self.coupled else 0),
+            encoder(m.coupling_dim if through_syntax else 0),
             n_labels,
             scorer=m.sem_scorer,
             mlp_dim=m.mlp_dim,
             label_mlp_dim=m.label_mlp_dim,
+            feature_dim=m.coupling_dim if through_semantics else 0,
+        )
+        source = self.syntax if through_syntax else self.semantics
+        self.coupling = (
+            HeadFeatures(source.encoder.output_dim, m.coupling_dim) if self.coupled else None
         )
         self.syntax_frozen = False
+        self.grad_monitor = GradNormMonitor() if config.train.log_grad_norms else None
 
     # -- pieces ----------------------------------------------------------------------------
     def freeze_syntax(self) -> None:
@@ -173,6 +185,8 @@ class Syn2Sem(nn.Module):
         if self.mode == "marginals":
             return structured_argmax(s, self.tree, estimator="marginals", lengths=lengths)
         if self.mode == "ste" and self.training and torch.is_grad_enabled():
+            gamma = 1.0 if self.eta is None else self.eta  # train.eta scales the gradient
+            s = scale_gradient(s, gamma)
             return structured_argmax(s, self.tree, estimator="ste", lengths=lengths)
         if self.mode == "spigot" and self.training and torch.is_grad_enabled():
             # the losses are means over the batch's words: "sentence" gives SPIGOT the
@@ -181,21 +195,47 @@ class Syn2Sem(nn.Module):
             return structured_argmax(
                 s, self.tree, estimator="spigot", lengths=lengths, eta=self.eta, loss_scale=scale
             )
+        # pipeline and joint (no gradient through z), and the hard modes at test time
         return structured_argmax(s, self.tree, estimator="pipeline", lengths=lengths)
 
     def head_features(self, h: Tensor, z: Tensor) -> Tensor:
         """``[B, n+1, coupling_dim]``: ``sum_j z[j, i] * W h_j`` for every word ``i``."""
         assert self.coupling is not None
-        return torch.einsum("bjm,bjd->bmd", z, self.coupling(h))
+        return self.coupling(h, z)
+
+    def semantic(
+        self, batch: Any, z: Tensor | None, h: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``(r, sem)``: the semantic scorers' input ``[B, n+1, D']`` and arc scores
+        ``[B, n+1, n+1]``, reading the tree ``z [B, n+1, n+1]`` (``None`` in mode ``none``)
+        and, with ``model.coupling = "syntactic"``, the syntactic states ``h [B, n+1, D]``."""
+        words, pos, lengths = batch.words, batch.pos, batch.lengths
+        if z is None:
+            return self.semantics(words, pos, lengths)
+        if self.coupling_source == "syntactic":
+            assert h is not None
+            return self.semantics(words, pos, lengths, extra=self.head_features(h, z))
+        r = self.semantics.encode(words, pos, lengths)
+        return self.semantics.score(r, self.head_features(r, z))
+
+    def _watch(self, s: Tensor, path: str, batch: Any) -> Tensor:
+        """``s`` itself, or a view of it whose gradient the grad-norm monitor records."""
+        if self.grad_monitor is None or not (self.training and torch.is_grad_enabled()):
+            return s
+        return self.grad_monitor.watch(s, path, self.tree.mask(s, batch.lengths))
+
+    def _new_batch(self, batch: Any) -> None:
+        if self.grad_monitor is not None and self.training and torch.is_grad_enabled():
+            self.grad_monitor.new_batch(len(batch.lengths))
 
     def forward(self, batch: Any) -> dict[str, Tensor | None]:
         """All scores of a batch: ``h, s`` (syntax), ``z``, ``r, sem`` (semantics)."""
-        h = s = z = extra = None
+        h = s = z = None
+        self._new_batch(batch)
         if self.coupled:
             h, s = self.syntactic(batch)
-            z = self.decide_tree(s, batch)
-            extra = self.head_features(h, z)
-        r, sem = self.semantics(batch.words, batch.pos, batch.lengths, extra)
+            z = self.decide_tree(self._watch(s, "semantic", batch), batch)
+        r, sem = self.semantic(batch, z, h)
         return {"h": h, "s": s, "z": z, "r": r, "sem": sem}
 
     # -- losses ----------------------------------------------------------------------------
@@ -212,7 +252,9 @@ class Syn2Sem(nn.Module):
 
     def syntactic_loss(self, batch: Any, kind: str = "hinge") -> tuple[Tensor, dict[str, float]]:
         """Syntax-only training loss, per word of the batch."""
+        self._new_batch(batch)
         h, s = self.syntax(batch.words, batch.pos, batch.lengths)
+        s = self._watch(s, "syntactic", batch)
         loss = self._syntactic_loss(h, s, batch, kind) / batch.lengths.sum()
         return loss, {"syntax": float(loss.detach())}
 
@@ -231,7 +273,8 @@ class Syn2Sem(nn.Module):
         stats = {"semantics": float(loss.detach())}
         joint = self.coupled and not self.syntax_frozen and syntactic_weight > 0
         if joint:
-            syn = self._syntactic_loss(out["h"], out["s"], batch, kind) / n_words
+            s = self._watch(out["s"], "syntactic", batch)
+            syn = self._syntactic_loss(out["h"], s, batch, kind) / n_words
             loss = loss + syntactic_weight * syn
             stats["syntax"] = float(syn.detach())
         return loss, stats
@@ -403,7 +446,10 @@ class Syn2SemTask:
     @classmethod
     def from_checkpoint(cls, payload: dict[str, Any]) -> Syn2SemTask:
         """Rebuild the task from :meth:`checkpoint`'s payload (see ``load_checkpoint``)."""
-        config = config_from_dict(payload["config"], Syn2SemConfig)
+        raw = payload["config"]
+        if "coupling" not in raw.get("model", {}):  # written before model.coupling existed
+            raw = {**raw, "model": {**raw.get("model", {}), "coupling": "syntactic"}}
+        config = config_from_dict(raw, Syn2SemConfig)
         vocabs = {}
         for k, v in payload["vocabs"].items():
             vocabs[k] = (Vocab if v.get("type") == "Vocab" else LabelVocab).from_dict(v)
@@ -670,8 +716,13 @@ class Syn2SemTask:
         resume_stage = state["trainer"]["phase"] if state else None
         elapsed_before = state["elapsed"] if state else 0.0
 
+        monitor = self.model.grad_monitor
+
         def on_epoch(stage_history: list[Any]) -> Callable[[dict[str, Any]], None]:
             def save(trainer_state: dict[str, Any]) -> None:
+                if monitor is not None:
+                    e = {k: trainer_state[k] for k in ("phase", "epoch")}
+                    log.write({"event": "grad_norms", **e, **monitor.summary()})
                 payload = {
                     "format": CHECKPOINT_FORMAT,
                     "version": CHECKPOINT_VERSION,
@@ -694,7 +745,15 @@ class Syn2SemTask:
         if resume_stage == phase:  # the syntactic stage had finished
             history.extend(EpochStats(**e) for e in done_before)
         elif n_syntax > 0:
-            res = trainer.fit(
+            syntax_trainer = Trainer(
+                self.model,
+                lr=t.lr,
+                clip=t.clip,
+                patience=t.pretrain_patience,
+                log=log,
+                progress=progress,
+            )
+            res = syntax_trainer.fit(
                 train_it,
                 lambda b: self.model.syntactic_loss(b, t.syntactic_loss),
                 lambda: self.evaluate(dev, semantics=False),
@@ -708,6 +767,7 @@ class Syn2SemTask:
             history.extend(res.history)
             # the best syntactic parser, reusable by other runs through train.init_syntax
             self.save(out / "syntax.pt", epoch=res.best_epoch, phase="syntax", dev=res.best_metrics)
+            log.write({"event": "syntax_stage", **syntax_summary(res.history, n_syntax)})
         if cfg.mode == "pipeline":
             self.model.freeze_syntax()
         # stage 2: semantics (joint with syntax except in pipeline / none / gold-without-loss)
@@ -745,6 +805,7 @@ class Syn2SemTask:
             "dev": final["dev"],
             "test": final.get("test"),
             "epochs_run": len(history),
+            "syntax_stage": syntax_summary(history, n_syntax) if n_syntax > 0 else None,
             "seconds_per_epoch": sum(epoch_seconds) / len(epoch_seconds) if history else 0.0,
             "sentences_per_second": n_sent / sum(epoch_seconds) if history else 0.0,
             "train_seconds": train_seconds,
