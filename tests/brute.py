@@ -99,3 +99,20 @@ def graph_oracle(s: torch.Tensor):
     p = torch.exp(sc - logz)
     mu = sum(pi * zi for pi, zi in zip(p, mus, strict=True))
     return torch.tensor(best, dtype=torch.float64), logz, mu
+
+
+def tree_moments(s: torch.Tensor, projective: bool, single_root: bool):
+    """(marginals [n+1, n+1], covariance [(n+1)^2, (n+1)^2]) of arc indicators, by enumeration.
+
+    The covariance is the Hessian of log Z: ``(d mu / d s)^T g = cov @ g``.
+    """
+    n = s.shape[-1] - 1
+    ts = trees(n, projective, single_root)
+    p = torch.softmax(tree_scores(s, ts), 0)
+    z = torch.zeros(len(ts), n + 1, n + 1, dtype=torch.float64)
+    for k, t in enumerate(ts):
+        z[k, list(t[1:]), list(range(1, n + 1))] = 1.0
+    zf = z.view(len(ts), -1)
+    mu = p @ zf
+    cov = zf.T @ (p.unsqueeze(1) * zf) - torch.outer(mu, mu)
+    return mu.view(n + 1, n + 1), cov

@@ -135,7 +135,9 @@ def test_straight_through_and_pipeline():
     s, lengths = inputs("tree")
     g = torch.randn_like(s)
     grad, *_ = grad_of("tree", "ste", g)
-    torch.testing.assert_close(grad, g)
+    # g itself on the arcs a tree may have, exactly 0 on the diagonal, column 0 and padding
+    mask = STRUCTS["tree"].mask(s, lengths)
+    torch.testing.assert_close(grad, torch.where(mask, g, 0))
     grad, *_ = grad_of("tree", "pipeline", g)
     assert grad is None or torch.equal(grad, torch.zeros_like(s))
 

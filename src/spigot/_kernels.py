@@ -26,8 +26,38 @@ Single root ("exactly one arc leaves node 0") is the same chart with ``Cr[0, j] 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from numba import njit, prange
+
+
+def _probe() -> int:  # pragma: no cover - compiled lazily, never called
+    return 0
+
+
+def _cache_available() -> bool:
+    """Whether numba can cache this module's kernels on disk (else: compile in memory).
+
+    Numba caches next to the package or in a user-wide directory; with neither writable
+    (read-only install and HOME, or an unusable ``NUMBA_CACHE_DIR``) ``cache=True`` raises at
+    decoration. Then the kernels compile in memory, once per process, with one warning.
+    """
+    try:
+        njit(cache=True)(_probe)
+    except (RuntimeError, OSError) as err:
+        warnings.warn(
+            f"spigot: numba cannot cache the tree kernels on disk ({err}); they are compiled "
+            "in memory, once per process (about 40 s). Set NUMBA_CACHE_DIR to a writable "
+            "directory to keep them.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return False
+    return True
+
+
+CACHE = _cache_available()
 
 NEG_INF = -np.inf
 # Reassociation-free fast-math: lets LLVM vectorise max/sum reductions, keeps inf semantics.
@@ -42,7 +72,7 @@ _SHIFT_BITS = 0x4338000000000000  # the bit pattern of _SHIFTER
 _EXP_FLOOR = -700.0  # exp(x) < 1e-304 below: returned as 0
 
 
-@njit(cache=True, fastmath={"contract", "nsz"})  # no reassoc: see the docstring
+@njit(cache=CACHE, fastmath={"contract", "nsz"})  # no reassoc: see the docstring
 def _exp_nonpos(x, out, n, ibuf):
     """``out[:n] = exp(x[:n])`` for ``x <= 0`` (0 below -700), relative error < 1e-15.
 
@@ -82,7 +112,7 @@ def _exp_nonpos(x, out, n, ibuf):
 # --------------------------------------------------------------------------------------------
 # Eisner: projective argmax
 # --------------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=CACHE)
 def _init_charts(n, Cr, Cl, Ir, Il):
     """Every span -inf but the empty complete spans ``Cr[0, i] = Cl[0, i] = 0``."""
     Cr[: n + 1, : n + 1] = NEG_INF
@@ -96,7 +126,7 @@ def _init_charts(n, Cr, Cl, Ir, Il):
 # The argmax charts are stored width-major, X[w, i] = the span (i, i + w), so that for a fixed
 # width and split offset t the update runs elementwise over the span starts i on contiguous
 # rows: ``best[i] = max(best[i], Cr[t, i] + Cl[w-1-t, i+t+1])``, which LLVM vectorises.
-@njit(cache=True, fastmath=_FM)
+@njit(cache=CACHE, fastmath=_FM)
 def _eisner_charts(s, n, single_root, Cr, Cl, Ir, Il, acc):
     """Fill the max-plus Eisner charts of one sentence (width-major, see above)."""
     _init_charts(n, Cr, Cl, Ir, Il)
@@ -138,7 +168,7 @@ def _eisner_charts(s, n, single_root, Cr, Cl, Ir, Il, acc):
             Cl[w, i] = acc[i]
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _eisner_backtrack(n, Cr, Cl, Ir, Il, heads):
     """Recover the argmax tree; every split is the first maximiser (deterministic ties)."""
     # stack of (kind, i, j): 0 = Cr, 1 = Cl, 2 = Ir, 3 = Il
@@ -197,7 +227,7 @@ def _eisner_backtrack(n, Cr, Cl, Ir, Il, heads):
             top += 2
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=CACHE, parallel=True)
 def eisner(scores, lengths, single_root):
     """Projective argmax. ``scores [B, N, N]`` float64, ``lengths [B]`` int64 -> heads ``[B, N]``.
 
@@ -227,7 +257,7 @@ def eisner(scores, lengths, single_root):
 # offsets t runs elementwise over i: a max pass, then x = value - max, exp(x) by the vectorised
 # _exp_nonpos, and a running sum. A cell whose every term is -inf stays -inf: its "max" is
 # replaced by +inf so that value - max = -inf and exp() gives 0 (never inf - inf).
-@njit(cache=True, fastmath=_FM)
+@njit(cache=CACHE, fastmath=_FM)
 def _lse_terms(A, B, off, w0, w1, wsum, m, mx, acc, x, e, ibuf):
     """``acc[i] = log sum_{t=w0}^{w1-1} exp(A[t, i] + B[wsum - t, i + t + off])`` for i < m."""
     for i in range(m):
@@ -253,7 +283,7 @@ def _lse_terms(A, B, off, w0, w1, wsum, m, mx, acc, x, e, ibuf):
         acc[i] = NEG_INF if mx[i] == np.inf else mx[i] + np.log(acc[i])
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=CACHE, fastmath=_FM)
 def _inside_charts(s, n, single_root, Cr, Cl, Ir, Il, Sp, mx, acc, x, e, ibuf):
     """Log-sum-exp version of :func:`_eisner_charts`; ``Sp[w, i]`` keeps the split sums.
 
@@ -279,7 +309,7 @@ def _inside_charts(s, n, single_root, Cr, Cl, Ir, Il, Sp, mx, acc, x, e, ibuf):
             Cl[w, i] = acc[i]
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=CACHE, fastmath=_FM)
 def _push_adjoint(A, B, gA, gB, off, w0, w1, wsum, m, g, c, x, e, ibuf):
     """Reverse of one log-sum-exp: ``gA[t, i], gB[wsum-t, i+t+off] += g[i] exp(term - c[i])``."""
     for t in range(w0, w1):
@@ -296,7 +326,7 @@ def _push_adjoint(A, B, gA, gB, off, w0, w1, wsum, m, g, c, x, e, ibuf):
             gb[i + t + off] += p
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=CACHE, fastmath=_FM)
 def _outside(n, Cr, Cl, Ir, Il, Sp, mu, g, c, x, e, ibuf):
     """Reverse-mode pass over :func:`_inside_charts`: ``mu[h, m] = d log Z / d s[h, m]``.
 
@@ -335,7 +365,7 @@ def _outside(n, Cr, Cl, Ir, Il, Sp, mu, g, c, x, e, ibuf):
         _push_adjoint(Cr, Cl, gCr, gCl, 1, 0, w, w - 1, m, g, c, x, e, ibuf)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=CACHE, parallel=True)
 def inside(scores, lengths, single_root):
     """Projective log-partition ``[B]`` and charts ``[B, 5, N, N]`` kept for :func:`outside`."""
     B, N = scores.shape[0], scores.shape[1]
@@ -367,7 +397,7 @@ def inside(scores, lengths, single_root):
     return logz, charts
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=CACHE, parallel=True)
 def outside(charts, lengths):
     """Arc marginals ``[B, N, N]`` from the charts of :func:`inside`."""
     B, N = charts.shape[0], charts.shape[2]
@@ -403,13 +433,13 @@ def outside(charts, lengths):
 # --------------------------------------------------------------------------------------------
 # Chu-Liu-Edmonds: non-projective argmax
 # --------------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=CACHE)
 def _gt(p1, s1, p2, s2):
     """Lexicographic ``(p1, s1) > (p2, s2)``."""
     return p1 > p2 or (p1 == p2 and s1 > s2)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _cle_one(s, n, single_root, heads):
     """Edmonds' algorithm on one sentence, arc weights in the ordered group ``(Z x R, lex)``.
 
@@ -540,7 +570,7 @@ def _cle_one(s, n, single_root, heads):
                 enter[x] = OD[u, x]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=CACHE, parallel=True)
 def chu_liu_edmonds(scores, lengths, single_root):
     """Non-projective argmax. ``scores [B, N, N]`` float64, ``lengths [B]`` -> heads ``[B, N]``."""
     B, N = scores.shape[0], scores.shape[1]
@@ -560,11 +590,37 @@ def chu_liu_edmonds(scores, lengths, single_root):
 # underflow of weights exp(s - max) < 1e-308; such sentences are redone in log space.
 MTT_TINY = 1e-250
 MTT_HUGE = 1e250
-# no nnan/ninf here: the pivot range check must see NaN and inf
-_FM_SAFE = {"nsz", "arcp", "contract", "afn", "reassoc"}
+# No nnan/ninf here: the range checks must see NaN and inf. No reassoc either: with it LLVM
+# splits the sums into vector lanes whose grouping depends on the arrays' alignment, so the last
+# bits of a result could change with padding, batch mates or the number of threads.
+_FM_SAFE = {"nsz", "contract"}
+# Marginals the linear-scale kernel returns are checked: within [-MTT_MU_TOL, 1 + MTT_MU_TOL]
+# and every column summing to 1 within MTT_MU_TOL, or the sentence is redone in log space.
+MTT_MU_TOL = 1e-12
 
 
-@njit(cache=True, fastmath=_FM_SAFE)
+@njit(cache=CACHE, fastmath=_FM_SAFE)
+def _dot(a, b, lo, hi):
+    """``sum_{lo <= j < hi} a[j] b[j]`` in four fixed lanes (``j - lo`` mod 4), then added up.
+
+    The grouping depends on the indices only, never on memory alignment, so the result is the
+    same bits for a sentence wherever it sits; the four independent chains still vectorise.
+    """
+    s0 = s1 = s2 = s3 = 0.0
+    j = lo
+    while j + 4 <= hi:
+        s0 += a[j] * b[j]
+        s1 += a[j + 1] * b[j + 1]
+        s2 += a[j + 2] * b[j + 2]
+        s3 += a[j + 3] * b[j + 3]
+        j += 4
+    while j < hi:
+        s0 += a[j] * b[j]
+        j += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(cache=CACHE, fastmath=_FM_SAFE)
 def _mtt_one(s, n, single_root, want_mu, mu):
     """Matrix-tree ``log Z`` (and marginals) of one sentence by Grassmann-Taksar-Heyman elimination.
 
@@ -579,8 +635,8 @@ def _mtt_one(s, n, single_root, want_mu, mu):
     positive terms: full relative precision. The eliminated rows/columns stay in ``W`` and are
     exactly what the reverse pass needs, so marginals cost O(n^2) extra memory.
 
-    Returns ``(log Z, ok)``; ``ok`` is false when a pivot fell below ``MTT_TINY`` (the caller then
-    uses the log-space version).
+    Returns ``(log Z, ok)``; ``ok`` is false when a pivot left ``[MTT_TINY, MTT_HUGE]`` or the
+    marginals failed their check (the caller then redoes the sentence in log space).
     """
     W = np.empty((n, n))
     R = np.empty(n)
@@ -640,42 +696,57 @@ def _mtt_one(s, n, single_root, want_mu, mu):
             dR[k] += 1.0 / d
             continue
         inv = 1.0 / d
-        # W[i, j] += W[i, k] W[k, j] / d and R[j] += R[k] W[k, j] / d, for i, j > k:
-        # acc[j] = dR[j] R[k] + sum_i dW[i, j] W[i, k]  (the adjoint of W[k, j] * d)
+        # F[j] = W[k, j] / d feeds W[i, j] += W[i, k] F[j] and R[j] += R[k] F[j] (i, j > k).
+        # Its adjoint is f[j] = dR[j] R[k] + sum_i dW[i, j] W[i, k]; d's adjoint is
+        # 1/d - sum_j f[j] F[j] / d, computed as (1 - sum_j f[j] F[j]) / d so that no 1/d^2
+        # overflows (pivots reach 1e-250).
         rk = R[k]
         acc_rk = 0.0
         for j in range(k + 1, n):
             f[j] = dR[j] * rk
             acc_rk += dR[j] * W[k, j]
+        wk = W[k]
         for i in range(k + 1, n):
             a = W[i, k]
-            t = 0.0
+            dwi = dW[i]
             for j in range(k + 1, n):
-                g = dW[i, j]
-                t += g * W[k, j]
-                f[j] += g * a
-            dW[i, k] += t * inv
-        dD = inv
+                f[j] += dwi[j] * a
+            dW[i, k] += _dot(dwi, wk, k + 1, n) * inv
+        flow = 0.0
         for j in range(k + 1, n):
             dW[k, j] += f[j] * inv
-            dD -= f[j] * W[k, j] * inv * inv
+            flow += f[j] * (W[k, j] * inv)
+        dD = (1.0 - flow) * inv
         dR[k] += acc_rk * inv
         # D_k = [R_k] + sum_{i > k} W[i, k]
         if not single_root:
             dR[k] += dD
         for i in range(k + 1, n):
             dW[i, k] += dD
-    # marginals mu = w * d log Z / d w, with the weights as they were before elimination
+    # marginals mu = w * d log Z / d w, with the weights as they were before elimination. The
+    # adjoints carry cancellation (d's adjoint is a difference), so the result is checked: every
+    # entry finite and in [0, 1], every column summing to 1, each within MTT_MU_TOL; a weight
+    # that underflowed to 0 has marginal < 1e-300 / MTT_TINY (exactly 0 in float64 terms).
     for j in range(n):
-        mu[0, j + 1] = R0[j] * dR[j]
-    for i in range(n):
-        for j in range(n):
+        col = R0[j] * dR[j]
+        mu[0, j + 1] = col
+        for i in range(n):
             if i != j:
-                mu[i + 1, j + 1] = W0[i, j] * dW[i, j]
+                m = W0[i, j] * dW[i, j] if W0[i, j] > 0.0 else 0.0
+                mu[i + 1, j + 1] = m
+                col += m
+        if not abs(col - 1.0) <= MTT_MU_TOL:  # also catches NaN
+            ok = False
+    for i in range(n + 1):
+        for j in range(1, n + 1):
+            m = mu[i, j]
+            if not (-MTT_MU_TOL <= m <= 1.0 + MTT_MU_TOL):
+                ok = False
+            mu[i, j] = min(max(m, 0.0), 1.0)
     return logz, ok
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=CACHE, parallel=True)
 def matrix_tree(scores, lengths, single_root, want_mu):
     """Non-projective ``log Z [B]``, marginals ``[B, N, N]`` (if ``want_mu``), ``ok [B]``."""
     B, N = scores.shape[0], scores.shape[1]

@@ -12,6 +12,11 @@ def check_floating(x: object, name: str, min_dim: int) -> Tensor:
         raise ValueError(f"`{name}` must be a torch.Tensor, got {type(x).__name__}")
     if not torch.is_floating_point(x):
         raise ValueError(f"`{name}` must have a floating dtype (float16/32/64), got {x.dtype}")
+    if x.device.type == "meta":
+        raise ValueError(
+            f"`{name}` is a meta tensor (shape only, no values); structured argmax, marginals "
+            "and projections need values: pass a CPU or CUDA tensor"
+        )
     if x.dim() < min_dim:
         raise ValueError(
             f"`{name}` must have at least {min_dim} dimensions, got shape {tuple(x.shape)}"
@@ -76,4 +81,23 @@ def check_finite(x: Tensor, mask: Tensor | None, name: str) -> None:
         raise ValueError(
             f"`{name}` must be finite on valid entries, found {kind} at index {idx} "
             f"({int(bad.sum())} non-finite entries)"
+        )
+
+
+#: Largest score magnitude the tree algorithms accept. Sums and differences of up to ``2 n``
+#: scores must stay far from float64 overflow (1.8e308), and the log-space recurrences need
+#: room below the smallest such sum for the log of an impossible weight; beyond 1e100 a
+#: score's unit digit is lost anyway (float64 keeps 16 digits).
+MAX_ABS_SCORE = 1e100
+
+
+def check_magnitude(x: Tensor, mask: Tensor, name: str, bound: float = MAX_ABS_SCORE) -> None:
+    """Entries of ``x`` where ``mask`` is true must satisfy ``|x| <= bound``."""
+    big = (x.detach().abs() > bound) & mask
+    if bool(big.any()):
+        idx = tuple(int(i) for i in big.nonzero()[0])
+        raise ValueError(
+            f"`{name}` must have |values| <= {bound:g} on valid entries, found "
+            f"{float(x.detach()[idx]):g} at index {idx}: sums of that many scores would lose "
+            "every digit or overflow float64; rescale the scores"
         )

@@ -6,10 +6,14 @@ Forward of every hard estimator: ``z = argmax_{z in Z} scores · z``. Given ``g 
 estimator     forward returns                        backward returns ``dL/dscores``
 ============  =====================================  ==============================================
 pipeline      ``z`` (argmax)                         nothing (no gradient reaches the scores)
-ste           ``z`` (argmax)                         ``g`` unchanged (straight-through)
+ste           ``z`` (argmax)                         ``g`` unchanged (straight-through)*
 spigot        ``z`` (argmax)                         ``z - proj_P(z - eta * g)``
 marginals     ``mu`` (marginals)                     ``(d mu / d scores)^T g`` (exact)
 ============  =====================================  ==============================================
+
+(*) Every estimator's gradient is exactly 0 on the parts no structure can contain (for trees and
+graphs: the diagonal, column 0 and padding), because the structures hand the estimators
+``where(mask, scores, 0)``.
 
 ``P`` is the structure's polytope (its :meth:`~spigot.structures.Structure.project`); ``eta``
 is a float, or ``None`` for the rule of the original code, ``eta = min(1, 1 / ||g||_2)`` with
@@ -26,6 +30,7 @@ scales the result back: ``dL/ds := (z - proj_P(z - eta * c g)) / c`` with
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import torch
@@ -45,8 +50,11 @@ def spigot_step_size(g: Tensor, event_dim: int, mask: Tensor | None = None) -> T
     if mask is not None:
         g = torch.where(mask, g, 0)
     dims = tuple(range(-event_dim, 0))
-    norm = g.pow(2).sum(dim=dims, keepdim=True).sqrt()
     one = torch.ones((), dtype=g.dtype, device=g.device)
+    # ||g|| = a ||g / a|| with a = max |g|: no overflow of the squares in any dtype
+    a = g.abs().amax(dim=dims, keepdim=True)
+    a = torch.where(a > 0, a, one)
+    norm = a * (g / a).pow(2).sum(dim=dims, keepdim=True).sqrt()
     return torch.where(norm > 1, 1 / torch.where(norm > 1, norm, one), one)
 
 
@@ -107,6 +115,10 @@ class _SpigotArgmax(torch.autograd.Function):
         (z,) = ctx.saved_tensors
         structure: Structure = ctx.structure
         mask = structure._part_mask(ctx.prepared)
+        # the step, its size and the projection in at least float32: in float16 ||g||^2
+        # overflows once ||g|| > 256, and a loss scale pushes g further out of range
+        work = torch.promote_types(g.dtype, torch.float32)
+        g = g.to(work)
         if ctx.scale != 1.0:  # SPIGOT on the gradient of the summed loss (module doc)
             g = g * ctx.scale
         if ctx.eta is None:
@@ -114,11 +126,12 @@ class _SpigotArgmax(torch.autograd.Function):
         else:
             eta = ctx.eta
         with torch.no_grad():
-            p = z - eta * g
-            grad = z - structure._project(p, ctx.prepared)
+            zw = z.to(work)
+            p = zw - eta * g
+            grad = zw - structure._project(p, ctx.prepared)
             if ctx.scale != 1.0:
                 grad = grad / ctx.scale
-        return grad, None, None, None, None
+        return grad.to(z.dtype), None, None, None, None
 
 
 class _Marginals(torch.autograd.Function):
@@ -140,27 +153,37 @@ class _Marginals(torch.autograd.Function):
         ctx.prepared = prepared
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor, None, None]:
+        # differentiable itself: under create_graph every structure's VJP records its graph
         (scores,) = ctx.saved_tensors
         return ctx.structure._marginals_vjp(scores, ctx.prepared, g), None, None
+
+
+def _real(x: object) -> float | None:
+    """``x`` as a float if it is a real number (Python, NumPy or a one-element tensor)."""
+    if isinstance(x, Tensor) and x.numel() == 1 and not x.dtype.is_complex:
+        x = x.item()
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        return None
+    return float(x)
 
 
 def _check_eta(eta: object) -> float | None:
     if eta is None:
         return None
-    if isinstance(eta, bool) or not isinstance(eta, (int, float)):
+    value = _real(eta)
+    if value is None:
         raise ValueError(f"`eta` must be None or a positive float, got {eta!r}")
-    if not (math.isfinite(eta) and eta > 0):
+    if not (math.isfinite(value) and value > 0):
         raise ValueError(f"`eta` must be None or a positive finite float, got {eta!r}")
-    return float(eta)
+    return value
 
 
 def _check_loss_scale(scale: object) -> float:
-    if isinstance(scale, Tensor) and scale.numel() == 1:
-        scale = scale.item()
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+    value = _real(scale)
+    if value is None:
         raise ValueError(f"`loss_scale` must be a positive float, got {scale!r}")
+    scale = value
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"`loss_scale` must be a positive finite float, got {scale!r}")
     return float(scale)

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from spigot._validate import check_finite
+
 
 def _simplex_support(x: Tensor, mask: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     """Threshold ``tau`` and support size of the projection (both keep ``dim`` with size 1).
@@ -28,6 +30,8 @@ def _simplex_support(x: Tensor, mask: Tensor, dim: int) -> tuple[Tensor, Tensor]
     neg_inf = torch.tensor(float("-inf"), dtype=x.dtype, device=x.device)
     xm = torch.where(mask, x, neg_inf)
     srt = xm.sort(dim=dim, descending=True).values
+    # the caller shifted each slice so that its largest valid entry is 0: the cumulative sums
+    # below then never add up large equal offsets (1e8 + 1e8 + ... loses the 1 of "sum = 1")
     csum = srt.cumsum(dim)
     shape = [1] * x.dim()
     shape[dim] = x.shape[dim]
@@ -49,9 +53,17 @@ class SimplexProjection(torch.autograd.Function):
 
     @staticmethod
     def forward(x: Tensor, mask: Tensor, dim: int) -> Tensor:  # type: ignore[override]
-        tau, support = _simplex_support(x, mask, dim)
+        # the projection is shift-equivariant (tau moves with a common offset), so shift every
+        # slice by its largest valid entry and compute in at least float32
+        work = torch.promote_types(x.dtype, torch.float32)
+        xw = x.to(work)
+        top = torch.where(mask, xw, torch.tensor(float("-inf"), dtype=work, device=x.device))
+        top = top.amax(dim=dim, keepdim=True)
+        xw = xw - torch.where(torch.isfinite(top), top, 0)
+        tau, support = _simplex_support(xw, mask, dim)
         keep = mask & (support > 0)
-        return torch.where(keep, (x - torch.where(support > 0, tau, 0)).clamp(min=0), 0)
+        p = torch.where(keep, (xw - torch.where(support > 0, tau, 0)).clamp(min=0), 0)
+        return p.to(x.dtype)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
@@ -79,18 +91,28 @@ def project_simplex(x: Tensor, mask: Tensor | None = None, dim: int = -1) -> Ten
 
     Returns:
         Same shape, dtype and device as ``x``; zero where ``mask`` is false and on slices
-        with no valid entry. Differentiable (closed-form backward).
+        with no valid entry. Differentiable (closed-form backward). Computed in at least
+        float32 and after shifting each slice by its maximum, so that a common offset (e.g.
+        ``[2e7, 2e7 + 2]``) never changes the result.
+
+    Raises:
+        ValueError: NaN or inf on an entry that ``mask`` marks valid.
     """
     if mask is None:
         mask = torch.ones_like(x, dtype=torch.bool)
     else:
         mask = mask.expand_as(x)
     dim = dim % x.dim()
+    check_finite(x, mask, "x")
     return SimplexProjection.apply(x, mask, dim)
 
 
 def project_unit_cube(x: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Project onto ``[0, 1]^d`` (clip), zero where ``mask`` is false. Differentiable."""
+    """Project onto ``[0, 1]^d`` (clip), zero where ``mask`` is false. Differentiable.
+
+    Raises ``ValueError`` on NaN or inf where ``mask`` is true (all entries when ``None``).
+    """
+    check_finite(x, mask, "x")
     y = x.clamp(0, 1)
     if mask is not None:
         y = torch.where(mask, y, torch.zeros((), dtype=x.dtype, device=x.device))

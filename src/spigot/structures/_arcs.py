@@ -25,12 +25,18 @@ def arc_mask(lengths: Tensor, n1: int, device: torch.device) -> Tensor:
 
 
 def prepare_arcs(scores: object, lengths: object, name: str) -> tuple[Tensor, Tensor, Tensor]:
-    """Validate ``[B, n+1, n+1]`` scores and ``[B]`` lengths; return them with the arc mask."""
+    """Validate ``[B, n+1, n+1]`` scores and ``[B]`` lengths; return them with the arc mask.
+
+    The returned scores are ``where(mask, scores, 0)``: whatever the caller left on the
+    diagonal, in column 0 or on padding (NaN included) is never read by any algorithm, and
+    every gradient to those entries is exactly 0, whatever the estimator.
+    """
     s = check_arc_scores(scores, name)
     B, n1 = s.shape[0], s.shape[-1]
     lens = check_lengths(lengths, B, n1 - 1, s.device)
     mask = arc_mask(lens, n1, s.device)
     check_finite(s, mask, name)
+    s = torch.where(mask, s, torch.zeros((), dtype=s.dtype, device=s.device))
     return s, lens, mask
 
 

@@ -8,8 +8,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from spigot._validate import check_magnitude
 from spigot.projections import project_simplex
 from spigot.structures._arcs import ArcFactored, heads_to_arcs
+from spigot.structures._logspace import matrix_tree_log_partition, tree_log_partition
 
 
 def _kernels() -> Any:
@@ -23,197 +25,6 @@ def _to_numpy(scores: Tensor, lengths: Tensor) -> tuple[np.ndarray, np.ndarray]:
     """CPU float64 copies for the compiled kernels (the only host transfer of the tree code)."""
     s = scores.detach().to(device="cpu", dtype=torch.float64).contiguous().numpy()
     return s, lengths.detach().to("cpu").numpy().astype(np.int64)
-
-
-# ------------------------------------------------------------------------------------------
-# Matrix-tree theorem (non-projective), pure torch: runs on the scores' device
-# ------------------------------------------------------------------------------------------
-def _logaddexp(a: Tensor, b: Tensor) -> Tensor:
-    """``log(exp(a) + exp(b))`` whose derivatives of every order stay finite.
-
-    ``torch.logaddexp`` differentiates to ``1 / (1 + exp(b - a))``, whose second derivative is
-    ``inf / inf`` when ``b - a`` is huge; shifting by the (constant) maximum keeps every
-    exponent <= 0.
-    """
-    m = torch.maximum(a, b).detach()
-    return m + torch.log(torch.exp(a - m) + torch.exp(b - m))
-
-
-def matrix_tree_log_partition(
-    scores: Tensor, lengths: Tensor, mask: Tensor, single_root: bool
-) -> Tensor:
-    """``log Z`` of non-projective trees: the matrix-tree theorem, computed in log space.
-
-    ``Z = det L`` for the Laplacian over words, ``L[m, m] = r_m + sum_{h != m} w[h, m]``,
-    ``L[h, m] = -w[h, m]`` with ``w = exp(s[1:, 1:])`` and root weights ``r = exp(s[0, 1:])``
-    (Tutte 1984; Koo et al. 2007). A plain ``slogdet`` of ``exp(s)`` loses every digit once
-    scores spread over ~100 (the pivots cancel), so we eliminate words one at a time in the
-    Grassmann-Taksar-Heyman way: the Schur complement of a Laplacian is again a Laplacian,
-
-        d_k   = r_k + sum_{i > k} w[i, k]                      (pivot: a sum of positive terms)
-        w'[i, j] = w[i, j] + w[i, k] w[k, j] / d_k             (paths i -> k -> j)
-        r'[j]    = r[j] + r[k] w[k, j] / d_k                   (paths root -> k -> j)
-
-    and ``log Z = sum_k log d_k``. No subtraction ever happens, so every quantity keeps full
-    relative precision, and all of it runs as log-sum-exp in float64: no overflow or underflow
-    for any finite scores.
-
-    Single root (exactly one root arc): give the root weights a factor ``t`` and keep the term
-    linear in ``t``. The pivots are those of ``t = 0`` (no root), the root weights propagate
-    linearly, and the last pivot is ``t * r'_n``, so ``Z = (prod_{k<n} d_k) * r'_n``.
-
-    Args:
-        scores: ``[B, n+1, n+1]`` (any floating dtype; computed in float64).
-        lengths: ``[B]``; mask: ``[B, n+1, n+1]`` valid arcs.
-
-    Returns:
-        ``[B]`` float64, differentiable (twice) by autograd; its gradient (the marginals) is
-        a chain of positive softmax weights, so it is accurate too.
-    """
-    s = scores.to(torch.float64)
-    # log of a weight that is exactly 0 in every exp() below (|finite scores| << 1e300);
-    # finite rather than -inf so that no inf - inf (NaN) appears in the backward pass
-    zero_w = torch.finfo(torch.float64).min / 8
-    s = torch.where(mask, s, torch.full((), zero_w, dtype=torch.float64, device=s.device))
-    B, N, _ = s.shape
-    n = N - 1
-    W = s[:, 1:, 1:]  # W[b, i, j] = log w[i, j] over the words not yet eliminated
-    r = s[:, 0, 1:]  # log root weights
-    logz = torch.zeros(B, dtype=torch.float64, device=s.device)
-    for k in range(n):
-        col = W[:, 1:, 0]  # log w[i, k], i > k
-        row = W[:, 0, 1:]  # log w[k, j], j > k
-        if single_root:
-            if col.shape[1] > 0:
-                ld = torch.logsumexp(col, dim=1)
-            else:
-                ld = torch.zeros(B, dtype=torch.float64, device=s.device)
-            last = lengths == k + 1
-            inner = lengths > k + 1
-            logz = logz + torch.where(inner, ld, 0) + torch.where(last, r[:, 0], 0)
-        else:
-            ld = torch.logsumexp(torch.cat([r[:, :1], col], dim=1), dim=1)
-            logz = logz + torch.where(lengths > k, ld, 0)
-        if k == n - 1:
-            break
-        via = row - ld.unsqueeze(1)  # log (w[k, j] / d_k)
-        W = _logaddexp(W[:, 1:, 1:], col.unsqueeze(2) + via.unsqueeze(1))
-        r = _logaddexp(r[:, 1:], r[:, :1] + via)
-    return logz
-
-
-def matrix_tree_log_partition_linear(
-    scores: Tensor, lengths: Tensor, mask: Tensor, single_root: bool
-) -> tuple[Tensor, Tensor]:
-    """The elimination of :func:`matrix_tree_log_partition` in linear scale, by autograd.
-
-    Same recurrences on column-scaled weights ``W = exp(s - c)`` (the compiled kernel's
-    arithmetic): multiplications and additions only, so it is fast under autograd and twice
-    differentiable. Precise while every pivot stays within ``[1e-250, 1e250]``; the second
-    output says, per sentence, whether it did (use the log-space version where it did not).
-
-    Returns:
-        ``(log Z [B], ok [B] bool)``, float64.
-    """
-    from spigot._kernels import MTT_HUGE, MTT_TINY  # plain floats; numba is already loaded
-
-    s = scores.to(torch.float64)
-    neg_inf = torch.tensor(float("-inf"), dtype=torch.float64, device=s.device)
-    s = torch.where(mask, s, neg_inf)
-    c = s.detach().amax(dim=1, keepdim=True)
-    c = torch.where(torch.isfinite(c), c, torch.zeros_like(c))
-    A = torch.exp(s - c)
-    W, r = A[:, 1:, 1:], A[:, 0, 1:]
-    B, n = W.shape[0], W.shape[-1]
-    one = torch.ones((), dtype=torch.float64, device=s.device)
-    logz = c.squeeze(1)[:, 1:].sum(-1)
-    ok = torch.ones(B, dtype=torch.bool, device=s.device)
-    for k in range(n):
-        col, row = W[:, 1:, 0], W[:, 0, 1:]
-        if single_root:
-            pivot = lengths > k + 1  # an inner word: eliminated with pivot D_k
-            last = lengths == k + 1  # the last word: its root weight closes the product
-            d = torch.where(pivot, col.sum(1), torch.where(last, r[:, 0], one))
-            used = pivot | last
-        else:
-            used = pivot = lengths > k
-            d = torch.where(pivot, r[:, 0] + col.sum(1), one)
-        dd = d.detach()
-        ok = ok & (~used | ((dd >= MTT_TINY) & (dd <= MTT_HUGE)))
-        d = torch.where(used & ok, d, one)  # keeps log() and 1/d finite in both passes
-        logz = logz + torch.log(d)
-        if k == n - 1:
-            break
-        f = torch.where(pivot.unsqueeze(1), row / d.unsqueeze(1), 0)
-        W = W[:, 1:, 1:] + col.unsqueeze(2) * f.unsqueeze(1)
-        r = r[:, 1:] + r[:, :1] * f
-    return logz, ok
-
-
-def _matrix_tree_differentiable(
-    scores: Tensor, lengths: Tensor, mask: Tensor, single_root: bool
-) -> Tensor:
-    """Twice-differentiable non-projective ``log Z``: linear scale where precise, else log space."""
-    with torch.no_grad():
-        _, ok = matrix_tree_log_partition_linear(scores, lengths, mask, single_root)
-    if bool(ok.all()):
-        return matrix_tree_log_partition_linear(scores, lengths, mask, single_root)[0]
-    good, bad = ok.nonzero().squeeze(1), (~ok).nonzero().squeeze(1)
-    out = torch.zeros(scores.shape[0], dtype=torch.float64, device=scores.device)
-    if good.numel():
-        lz, _ = matrix_tree_log_partition_linear(
-            scores[good], lengths[good], mask[good], single_root
-        )
-        out = out.index_put((good,), lz)
-    lz = matrix_tree_log_partition(scores[bad], lengths[bad], mask[bad], single_root)
-    return out.index_put((bad,), lz)
-
-
-# ------------------------------------------------------------------------------------------
-# Inside algorithm (projective) written in torch: the twice-differentiable reference
-# ------------------------------------------------------------------------------------------
-def projective_log_partition_torch(
-    scores: Tensor, lengths: Tensor, mask: Tensor, single_root: bool
-) -> Tensor:
-    """``log Z`` of projective trees by the inside algorithm, differentiable by autograd.
-
-    The same recurrences as the compiled kernel (see :mod:`spigot._kernels`), vectorised over
-    the batch and over span starts, one width at a time; chart ``X_w[b, i]`` holds the span
-    ``(i, i + w)``. Autograd keeps O(B n^3) memory: this path serves second derivatives (the
-    exact gradient of the marginals) and cross-checks; :class:`_ProjectiveLogZ` is the fast one.
-
-    Returns ``[B]`` in the dtype of ``scores``.
-    """
-    s = torch.where(mask, scores, torch.zeros((), dtype=scores.dtype, device=scores.device))
-    B, N, _ = s.shape
-    neg = torch.full((B, 1), float("-inf"), dtype=s.dtype, device=s.device)
-    zeros = torch.zeros(B, N, dtype=s.dtype, device=s.device)
-    Cr, Cl, Ir, Il = [zeros], [zeros], [None], [None]
-    for w in range(1, N):
-        m = N - w  # number of spans of width w
-        # Ir[i, i+w] = s[i, i+w] + lse_t Cr[i, i+t] + Cl[i+t+1, i+w]      (t = 0..w-1)
-        sp = torch.logsumexp(
-            torch.stack([Cr[t][:, :m] + Cl[w - 1 - t][:, t + 1 : t + 1 + m] for t in range(w)]),
-            dim=0,
-        )
-        Ir.append(sp + torch.diagonal(s, offset=w, dim1=1, dim2=2))
-        # Il[i, i+w] = s[i+w, i] + same split sum; no arc enters the root (i = 0)
-        Il.append(torch.cat([neg, (sp + torch.diagonal(s, offset=-w, dim1=1, dim2=2))[:, 1:]], 1))
-        # Cr[i, i+w] = lse_t Ir[i, i+t] + Cr[i+t, i+w]                    (t = 1..w)
-        cr = torch.logsumexp(
-            torch.stack([Ir[t][:, :m] + Cr[w - t][:, t : t + m] for t in range(1, w + 1)]), dim=0
-        )
-        if single_root:  # the root's right span closes only at the end of the sentence
-            closed = (w >= lengths).view(B, 1)
-            cr = torch.cat([torch.where(closed, cr[:, :1], neg), cr[:, 1:]], 1)
-        Cr.append(cr)
-        # Cl[i, i+w] = lse_t Cl[i, i+t] + Il[i+t, i+w]                    (t = 0..w-1, i >= 1)
-        cl = torch.logsumexp(
-            torch.stack([Cl[t][:, 1:m] + Il[w - t][:, t + 1 : t + m] for t in range(w)]), dim=0
-        )
-        Cl.append(torch.cat([neg, cl], 1))
-    top = torch.stack([c[:, 0] for c in Cr], 1)  # [B, N]: Cr[0, w]
-    return top.gather(1, lengths.view(B, 1)).squeeze(1)
 
 
 class _ProjectiveLogZ(torch.autograd.Function):
@@ -265,24 +76,27 @@ def _matrix_tree_compiled(
 ) -> tuple[Tensor, Tensor | None]:
     """Compiled matrix-tree ``log Z [B]`` (and marginals), float64 on the scores' device.
 
-    The compiled kernel eliminates in linear scale (fast); a sentence whose pivots leave the
-    safe range (|scores| spread over ~600 nats) is redone by the log-space
-    :func:`matrix_tree_log_partition`, so every sentence gets full precision.
+    The compiled kernel eliminates in linear scale (fast) and checks its work: a sentence whose
+    pivots leave ``[1e-250, 1e250]`` or whose marginals fail their check (see
+    :func:`spigot._kernels._mtt_one`) is redone by the log-space
+    :func:`~spigot.structures._logspace.matrix_tree_log_partition` on its own unpadded slice,
+    so every sentence gets full precision and the result never depends on padding or batch mates.
     """
     s, ln = _to_numpy(scores, lengths)
     logz_np, mu_np, ok_np = _kernels().matrix_tree(s, ln, single_root, want_mu)
     logz = torch.from_numpy(logz_np)
     mu = torch.from_numpy(mu_np) if want_mu else None
-    if not ok_np.all():
-        bad = torch.from_numpy(~ok_np).nonzero().squeeze(1)
-        sb = scores.detach().cpu()[bad].to(torch.float64)
+    for b in np.flatnonzero(~ok_np).tolist():
+        L = int(ln[b]) + 1
+        sb = torch.from_numpy(s[b : b + 1, :L, :L]).clone()
+        mb = mask[b : b + 1, :L, :L].cpu()
         with torch.enable_grad():
             sb.requires_grad_(want_mu)
-            lz = matrix_tree_log_partition(sb, lengths.cpu()[bad], mask.cpu()[bad], single_root)
-            if want_mu:
+            lz = matrix_tree_log_partition(sb, lengths[b : b + 1].cpu(), mb, single_root)
+            if mu is not None:
                 (g,) = torch.autograd.grad(lz.sum(), sb)
-                mu[bad] = g
-        logz[bad] = lz.detach()
+                mu[b, :L, :L] = g[0].clamp(0, 1)
+        logz[b] = lz.detach()[0]
     dev = scores.device
     return logz.to(dev), (torch.where(mask, mu.to(dev), 0) if mu is not None else None)
 
@@ -346,6 +160,11 @@ class DependencyTree(ArcFactored):
     def __repr__(self) -> str:
         return f"DependencyTree(projective={self.projective}, single_root={self.single_root})"
 
+    def _prepare(self, scores: Any, lengths: Any, name: str = "scores") -> tuple[Tensor, Any]:
+        s, prepared = super()._prepare(scores, lengths, name)
+        check_magnitude(s, prepared[1], name)
+        return s, prepared
+
     def _argmax(self, scores: Tensor, lengths: Any) -> Tensor:
         lens, _ = lengths
         s, ln = _to_numpy(scores, lens)
@@ -359,11 +178,9 @@ class DependencyTree(ArcFactored):
         return z.argmax(dim=1)
 
     def _logz(self, scores: Tensor, lengths: Any) -> Tensor:
-        """Differentiable-by-autograd log-partition (float64 for matrix-tree)."""
+        """Log-partition ``[B]`` (float64) differentiable by autograd to any order."""
         lens, mask = lengths
-        if self.projective:
-            return projective_log_partition_torch(scores, lens, mask, self.single_root)
-        return _matrix_tree_differentiable(scores, lens, mask, self.single_root)
+        return tree_log_partition(scores, lens, mask, self.projective, self.single_root)
 
     def _marginals(self, scores: Tensor, lengths: Any) -> Tensor:
         lens, mask = lengths
@@ -371,18 +188,32 @@ class DependencyTree(ArcFactored):
             s, ln = _to_numpy(scores, lens)
             K = _kernels()
             _, charts = K.inside(s, ln, self.single_root)
-            mu = torch.from_numpy(K.outside(charts, ln))
+            # probabilities: rounding of the outside sums may leave [0, 1] by an ulp
+            mu = torch.from_numpy(K.outside(charts, ln)).clamp_(0, 1)
             return mu.to(device=scores.device, dtype=scores.dtype)
         _, mu = _matrix_tree_compiled(scores, lens, mask, self.single_root, want_mu=True)
         return mu.to(scores.dtype)
 
     def _marginals_vjp(self, scores: Tensor, lengths: Any, grad: Tensor) -> Tensor:
+        """``H g`` with ``H`` the Hessian of the log-space ``log Z`` (float64 autograd).
+
+        Inside a backward that records a graph (``create_graph=True``), the result stays a
+        differentiable function of ``scores`` and ``grad``: derivatives of any order are exact.
+        """
         _, mask = lengths
+        create = torch.is_grad_enabled()
         with torch.enable_grad():
-            s = scores.detach().to(torch.float64).requires_grad_(True)
+            s = scores.to(torch.float64) if create else scores.detach().to(torch.float64)
+            if not s.requires_grad:
+                s = s.detach().requires_grad_(True)
             logz = self._logz(s, lengths)
             (mu,) = torch.autograd.grad(logz.sum(), s, create_graph=True)
-            (hv,) = torch.autograd.grad(mu, s, grad_outputs=grad.to(torch.float64))
+            if mu.requires_grad:
+                (hv,) = torch.autograd.grad(
+                    mu, s, grad_outputs=grad.to(torch.float64), create_graph=create
+                )
+            else:  # log Z linear in s (one-word sentences only): the marginals are constant
+                hv = torch.zeros_like(s) * grad.to(torch.float64)
         return torch.where(mask, hv, 0).to(scores.dtype)
 
     def _log_partition(self, scores: Tensor, lengths: Any) -> Tensor:
