@@ -38,9 +38,10 @@ def main(argv: list[str] | None = None) -> list[float]:
         z = layer(x @ W @ x.mT)  # [B, n+1, n+1]: a hard 0/1 tree (marginals for "marginals")
         loss = ((z.mT @ x - target) ** 2).sum(-1).mean()
         opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
+        if loss.requires_grad:  # a pipeline's z carries no gradient: nothing to learn
+            loss.backward()
+            opt.step()
+            sched.step()
         losses.append(loss.item())
         if step % 25 == 0:
             print(f"step {step:4d}  loss {loss.item():8.4f}")

@@ -82,8 +82,14 @@ def test_bad_estimator_eta_structure():
     for eta in (0.0, -1.0, float("nan"), float("inf"), "1", True):
         with pytest.raises(ValueError, match="`eta`"):
             spigot.structured_argmax(s, tree, eta=eta)
-    with pytest.raises(ValueError, match="`eta` only applies"):
+    with pytest.raises(ValueError, match="'ste' has no option 'eta' \\(its options: gamma\\)"):
         spigot.structured_argmax(s, tree, estimator="ste", eta=0.5)
+    with pytest.raises(ValueError, match="must be one of marginals, pipeline, spigot, ste"):
+        spigot.StructuredArgmax(tree, estimator="sparsemax")
+    with pytest.raises(
+        ValueError, match="'marginals' has no option 'etta' \\(its options: none\\)"
+    ):
+        spigot.StructuredArgmax(tree, estimator="marginals", etta=1.0)
     with pytest.raises(ValueError, match="`structure`"):
         spigot.structured_argmax(s, "tree")
     with pytest.raises(ValueError, match="`structure`"):

@@ -101,10 +101,10 @@ def test_invalid_entries_get_exactly_zero_gradient_even_when_nan(structure, esti
     x = s.clone().requires_grad_(True)
     z = spigot.structured_argmax(x, structure, estimator=estimator, lengths=lengths)
     assert torch.isfinite(z).all()
-    z.backward(torch.randn(z.shape, dtype=z.dtype))
     if estimator == "pipeline":
-        assert x.grad is None
+        assert not z.requires_grad
         return
+    z.backward(torch.randn(z.shape, dtype=z.dtype))
     assert torch.equal(x.grad[~mask], torch.zeros_like(x.grad[~mask]))
     assert torch.isfinite(x.grad).all()
     y = s.clone().requires_grad_(True)

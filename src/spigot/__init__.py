@@ -9,7 +9,16 @@ Projections (the polytopes of SPIGOT): :mod:`spigot.projections`.
 use, the NLP pipeline lives in ``spigot.data``, ``spigot.models`` and friends.
 """
 
-from spigot.estimators import ESTIMATORS, StructuredArgmax, spigot_step_size, structured_argmax
+from spigot.estimators import (
+    ESTIMATORS,
+    Estimator,
+    StructuredArgmax,
+    check_positive,
+    check_positive_or_none,
+    register_estimator,
+    spigot_step_size,
+    structured_argmax,
+)
 from spigot.projections import project_simplex, project_unit_cube
 from spigot.structures import Categorical, DependencyGraph, DependencyTree, Structure
 
@@ -17,13 +26,17 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "ESTIMATORS",
+    "Estimator",
     "Categorical",
     "DependencyGraph",
     "DependencyTree",
     "Structure",
     "StructuredArgmax",
+    "check_positive",
+    "check_positive_or_none",
     "project_simplex",
     "project_unit_cube",
+    "register_estimator",
     "spigot_step_size",
     "structured_argmax",
 ]

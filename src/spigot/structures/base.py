@@ -9,6 +9,33 @@ import torch
 from torch import Tensor
 
 
+class _Marginals(torch.autograd.Function):
+    """Structured attention: ``mu = E_{p(z) ∝ exp(s · z)}[z] = d log Z / d s``.
+
+    Backward: the exact vector-Jacobian product ``(d mu / d s)^T g`` (the Hessian of ``log Z``
+    times ``g``), from each structure's ``_marginals_vjp``; itself differentiable, so
+    derivatives of every order are exact. The ``"marginals"`` estimator and
+    :meth:`Structure.marginals` both apply it.
+    """
+
+    @staticmethod
+    def forward(scores: Tensor, structure: Structure, prepared: Any) -> Tensor:  # type: ignore[override]
+        return structure._marginals(scores.detach(), prepared)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        scores, structure, prepared = inputs
+        ctx.save_for_backward(scores)
+        ctx.structure = structure
+        ctx.prepared = prepared
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, None, None]:
+        # differentiable itself: under create_graph every structure's VJP records its graph
+        (scores,) = ctx.saved_tensors
+        return ctx.structure._marginals_vjp(scores, ctx.prepared, g), None, None
+
+
 class Structure(ABC):
     """A set ``Z`` of 0/1 structures, with the operations SPIGOT and its peers need.
 
@@ -59,8 +86,6 @@ class Structure(ABC):
 
     def marginals(self, scores: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Part marginals under ``p(z) ∝ exp(scores · z)``; differentiable (exact gradient)."""
-        from spigot.estimators import _Marginals
-
         s, lengths = self._prepare(scores, lengths)
         return _Marginals.apply(s, self, lengths)
 

@@ -12,6 +12,7 @@ from spigot._validate import check_magnitude
 from spigot.projections import project_simplex
 from spigot.structures._arcs import ArcFactored, heads_to_arcs
 from spigot.structures._logspace import matrix_tree_log_partition, tree_log_partition
+from spigot.structures.base import _Marginals
 
 
 def _kernels() -> Any:
@@ -61,8 +62,6 @@ class _ProjectiveLogZ(torch.autograd.Function):
     ) -> tuple[Tensor | None, None, None, None, None]:
         scores, lengths, mask, charts = ctx.saved_tensors
         if torch.is_grad_enabled():  # double backward requested: differentiable marginals
-            from spigot.estimators import _Marginals
-
             mu = _Marginals.apply(scores, ctx.tree, (lengths, mask))
         else:
             lens = lengths.detach().cpu().numpy().astype(np.int64)
@@ -126,8 +125,6 @@ class _NonProjectiveLogZ(torch.autograd.Function):
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, None, None, None, None]:
         scores, lengths, mask = ctx.saved_tensors
         if torch.is_grad_enabled():  # double backward requested: differentiable marginals
-            from spigot.estimators import _Marginals
-
             mu = _Marginals.apply(scores, ctx.tree, (lengths, mask))
         else:
             _, mu = _matrix_tree_compiled(scores, lengths, mask, ctx.single_root, want_mu=True)
