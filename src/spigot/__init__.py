@@ -9,6 +9,7 @@ Projections (the polytopes of SPIGOT): :mod:`spigot.projections`.
 use, the NLP pipeline lives in ``spigot.data``, ``spigot.models`` and friends.
 """
 
+from spigot.batch import TokenBatch, collate_tokens
 from spigot.estimators import (
     ESTIMATORS,
     Estimator,
@@ -21,6 +22,7 @@ from spigot.estimators import (
 )
 from spigot.projections import project_simplex, project_unit_cube
 from spigot.structures import Categorical, DependencyGraph, DependencyTree, Structure
+from spigot.structures._arcs import lengths_mask
 
 __version__ = "0.1.0.dev0"
 
@@ -32,8 +34,11 @@ __all__ = [
     "DependencyTree",
     "Structure",
     "StructuredArgmax",
+    "TokenBatch",
     "check_positive",
     "check_positive_or_none",
+    "collate_tokens",
+    "lengths_mask",
     "project_simplex",
     "project_unit_cube",
     "register_estimator",

@@ -40,6 +40,22 @@ def prepare_arcs(scores: object, lengths: object, name: str) -> tuple[Tensor, Te
     return s, lens, mask
 
 
+def lengths_mask(lengths: Tensor, n: int | None = None) -> Tensor:
+    """The public arc mask: ``[B, n+1, n+1]`` boolean, true on the arcs ``h -> m`` a structure
+    over ``lengths[b]`` words may use (``h <= lengths[b]``, ``1 <= m <= lengths[b]``, ``h != m``).
+
+    ``n`` defaults to ``max(lengths)``.
+    """
+    if not isinstance(lengths, Tensor) or lengths.dim() != 1:
+        raise ValueError(
+            f"`lengths` must be a [batch] tensor, got {getattr(lengths, 'shape', lengths)}"
+        )
+    if n is None:
+        n = int(lengths.max()) if lengths.numel() else 1
+    lens = check_lengths(lengths, lengths.shape[0], n, lengths.device)
+    return arc_mask(lens, n + 1, lengths.device)
+
+
 def heads_to_arcs(heads: Tensor, lengths: Tensor, like: Tensor) -> Tensor:
     """``heads [B, n+1]`` (head of each word, position 0 ignored) -> 0/1 arcs like ``like``."""
     B, n1 = heads.shape

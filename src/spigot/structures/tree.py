@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from spigot._validate import check_magnitude
+from spigot._validate import check_lengths, check_magnitude
 from spigot.projections import project_simplex
 from spigot.structures._arcs import ArcFactored, heads_to_arcs
 from spigot.structures._logspace import matrix_tree_log_partition, tree_log_partition
@@ -171,8 +171,70 @@ class DependencyTree(ArcFactored):
 
     def heads(self, scores: Tensor, lengths: Tensor | None = None) -> Tensor:
         """The argmax as head indices ``[B, n+1]`` (long; position 0 and padding are 0)."""
-        z = self.argmax(scores, lengths)
-        return z.argmax(dim=1)
+        return self.to_heads(self.argmax(scores, lengths))
+
+    @staticmethod
+    def to_heads(z: Tensor) -> Tensor:
+        """Head indices ``[B, n+1]`` (long) of 0/1 trees ``z [B, n+1, n+1]``: ``heads[b, m]`` is
+        the ``h`` with ``z[b, h, m] = 1``; position 0 and padding (empty columns) are 0. Works on
+        the output of any hard estimator without running the argmax again."""
+        if not isinstance(z, Tensor) or z.dim() != 3 or z.shape[-1] != z.shape[-2]:
+            raise ValueError(
+                f"`z` must be a [batch, n+1, n+1] tensor, got {getattr(z, 'shape', z)}"
+            )
+        return z.detach().argmax(dim=1)
+
+    def from_heads(
+        self,
+        heads: Tensor,
+        lengths: Tensor | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> Tensor:
+        """0/1 trees ``[B, n+1, n+1]`` from head indices ``heads [B, n+1]``.
+
+        ``heads[b, m]`` is the head of word ``m`` (``1 <= m <= lengths[b]``); position 0 and
+        padding are ignored. Raises ``ValueError`` unless every sentence is a tree of this
+        structure's kind: heads in ``0..lengths[b]``, no self-loop, no cycle, exactly one root
+        child when ``single_root`` (projectivity is checked when ``projective``).
+        """
+        if not isinstance(heads, Tensor) or heads.dim() != 2 or heads.dtype.is_floating_point:
+            got = getattr(heads, "shape", heads)
+            raise ValueError(f"`heads` must be an integer tensor [batch, n+1], got {got}")
+        B, n1 = heads.shape
+        if n1 < 2:
+            raise ValueError(f"`heads` must have n+1 >= 2 columns, got shape {tuple(heads.shape)}")
+        lens = check_lengths(lengths, B, n1 - 1, heads.device)
+        h = heads.long()
+        idx = torch.arange(n1, device=heads.device)
+        word = (idx.view(1, -1) >= 1) & (idx.view(1, -1) <= lens.view(-1, 1))
+        h = torch.where(word, h, 0)
+        bad = word & ((h < 0) | (h > lens.view(-1, 1)) | (h == idx.view(1, -1)))
+        if bool(bad.any()):
+            b, m = (int(i) for i in bad.nonzero()[0])
+            raise ValueError(f"`heads[{b}, {m}]` = {int(heads[b, m])} is not a head of word {m}")
+        # pointer doubling: after ceil(log2(n)) + 1 squarings every word reaches the root
+        # unless it sits on a cycle
+        p = h
+        for _ in range(max(1, (n1 - 1).bit_length()) + 1):
+            p = p.gather(1, p)
+        if bool((word & (p != 0)).any()):
+            b = int((word & (p != 0)).any(1).nonzero()[0])
+            raise ValueError(f"`heads[{b}]` has a cycle: not a tree")
+        if self.single_root:
+            roots = (word & (h == 0)).sum(1)
+            if bool((roots != 1).any()):
+                b = int((roots != 1).nonzero()[0])
+                raise ValueError(
+                    f"`heads[{b}]` has {int(roots[b])} root children; this structure is single_root"
+                )
+        z = heads_to_arcs(h, lens, torch.empty((), dtype=dtype, device=heads.device))
+        if self.projective:
+            s = torch.where(z > 0, 1.0, 0.0).to(torch.float64)
+            best = self.score(s, self.argmax(s, lens))
+            if bool((best < lens.to(torch.float64)).any()):
+                b = int((best < lens.to(torch.float64)).nonzero()[0])
+                raise ValueError(f"`heads[{b}]` is not projective")
+        return z
 
     def _logz(self, scores: Tensor, lengths: Any) -> Tensor:
         """Log-partition ``[B]`` (float64) differentiable by autograd to any order."""
