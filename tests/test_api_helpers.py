@@ -86,3 +86,24 @@ def test_collate_tokens_pads_behind_a_root_and_carries_labels():
             spigot.collate_tokens(*args)
     with pytest.raises(ValueError, match="must differ"):
         spigot.collate_tokens([[1]], root_id=0, pad_id=0)
+
+
+def test_first_slow_kernel_call_says_it_is_compiling_once(monkeypatch, capsys):
+    import time
+    import types
+
+    import spigot.structures.tree as tree_mod
+
+    def slow_kernel(s, lengths, single_root):
+        time.sleep(0.3)  # stands in for numba compiling on first use
+        return torch.zeros(s.shape[:2], dtype=torch.long).numpy()
+
+    fake = types.SimpleNamespace(chu_liu_edmonds=slow_kernel)
+    monkeypatch.setattr(tree_mod, "_kernels", lambda: fake)
+    monkeypatch.setattr(tree_mod, "_WARM", set())
+    monkeypatch.setattr(tree_mod, "_COMPILE_NOTICE_AFTER", 0.05)
+    s = torch.zeros(1, 3, 3)
+    spigot.DependencyTree().argmax(s)
+    spigot.DependencyTree().argmax(s)
+    err = capsys.readouterr().err
+    assert err.count("compiling the tree kernel 'chu_liu_edmonds'") == 1

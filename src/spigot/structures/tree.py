@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,36 @@ def _kernels() -> Any:
     from spigot import _kernels
 
     return _kernels
+
+
+_WARM: set[str] = set()
+#: seconds a kernel's first call may take before we say it is compiling
+_COMPILE_NOTICE_AFTER = 2.0
+
+
+def _call(name: str, *args: Any) -> Any:
+    """Run kernel ``name``; the first call of each in a process says so on stderr if it takes
+    long (numba compiles on first use, ~5-25 s per kernel on a fresh install, then caches)."""
+    fn = getattr(_kernels(), name)
+    if name in _WARM:
+        return fn(*args)
+
+    def notice() -> None:
+        print(
+            f"spigot: compiling the tree kernel {name!r} (first use after install; cached on "
+            "disk afterwards)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    timer = threading.Timer(_COMPILE_NOTICE_AFTER, notice)
+    timer.daemon = True
+    timer.start()
+    try:
+        return fn(*args)
+    finally:
+        timer.cancel()
+        _WARM.add(name)
 
 
 def _to_numpy(scores: Tensor, lengths: Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -42,7 +74,7 @@ class _ProjectiveLogZ(torch.autograd.Function):
         scores: Tensor, lengths: Tensor, mask: Tensor, single_root: bool, tree: Any
     ) -> Any:
         s, lens = _to_numpy(scores, lengths)
-        logz, charts = _kernels().inside(s, lens, single_root)
+        logz, charts = _call("inside", s, lens, single_root)
         return (
             torch.from_numpy(logz).to(device=scores.device, dtype=scores.dtype),
             torch.from_numpy(charts),
@@ -65,7 +97,7 @@ class _ProjectiveLogZ(torch.autograd.Function):
             mu = _Marginals.apply(scores, ctx.tree, (lengths, mask))
         else:
             lens = lengths.detach().cpu().numpy().astype(np.int64)
-            mu_np = _kernels().outside(charts.numpy(), lens)
+            mu_np = _call("outside", charts.numpy(), lens)
             mu = torch.from_numpy(mu_np).to(device=scores.device, dtype=scores.dtype)
         return g.view(-1, 1, 1) * mu, None, None, None, None
 
@@ -82,7 +114,7 @@ def _matrix_tree_compiled(
     so every sentence gets full precision and the result never depends on padding or batch mates.
     """
     s, ln = _to_numpy(scores, lengths)
-    logz_np, mu_np, ok_np = _kernels().matrix_tree(s, ln, single_root, want_mu)
+    logz_np, mu_np, ok_np = _call("matrix_tree", s, ln, single_root, want_mu)
     logz = torch.from_numpy(logz_np)
     mu = torch.from_numpy(mu_np) if want_mu else None
     for b in np.flatnonzero(~ok_np).tolist():
@@ -165,8 +197,8 @@ class DependencyTree(ArcFactored):
     def _argmax(self, scores: Tensor, lengths: Any) -> Tensor:
         lens, _ = lengths
         s, ln = _to_numpy(scores, lens)
-        kernel = _kernels().eisner if self.projective else _kernels().chu_liu_edmonds
-        heads = torch.from_numpy(kernel(s, ln, self.single_root))
+        kernel = "eisner" if self.projective else "chu_liu_edmonds"
+        heads = torch.from_numpy(_call(kernel, s, ln, self.single_root))
         return heads_to_arcs(heads, lens, scores)
 
     def heads(self, scores: Tensor, lengths: Tensor | None = None) -> Tensor:
@@ -245,10 +277,9 @@ class DependencyTree(ArcFactored):
         lens, mask = lengths
         if self.projective:
             s, ln = _to_numpy(scores, lens)
-            K = _kernels()
-            _, charts = K.inside(s, ln, self.single_root)
+            _, charts = _call("inside", s, ln, self.single_root)
             # probabilities: rounding of the outside sums may leave [0, 1] by an ulp
-            mu = torch.from_numpy(K.outside(charts, ln)).clamp_(0, 1)
+            mu = torch.from_numpy(_call("outside", charts, ln)).clamp_(0, 1)
             return mu.to(device=scores.device, dtype=scores.dtype)
         _, mu = _matrix_tree_compiled(scores, lens, mask, self.single_root, want_mu=True)
         return mu.to(scores.dtype)
