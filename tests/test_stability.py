@@ -212,3 +212,29 @@ def test_marginals_gradient_padded_matches_one_by_one_to_rounding(projective, si
         (vb,) = torch.autograd.grad((zb * u[b : b + 1, :L, :L]).sum(), xb)
         tol = 64 * EPS64 * max(1.0, float(s[b].abs().max())) * float(u[b].abs().sum())
         torch.testing.assert_close(v[b, :L, :L], vb[0], atol=tol, rtol=0)
+
+
+@pytest.mark.parametrize(("projective", "single_root"), CONFIGS, ids=IDS)
+def test_compiled_marginals_vjp_equals_autograd_through_the_log_space_recurrences(
+    projective, single_root
+):
+    # the estimator's backward runs compiled forward-mode kernels (the Hessian is symmetric,
+    # so the VJP is a JVP); the reference is float64 double backward through _logspace
+    from spigot.structures._logspace import tree_log_partition
+
+    tree = spigot.DependencyTree(projective=projective, single_root=single_root)
+    for n, scale in itertools.product((7, 30, 60), (0.1, 1.0, 30.0, 1e3)):
+        g = torch.Generator().manual_seed(n)
+        lengths = torch.tensor([n, 1, max(2, n // 2), n])
+        s = scale * torch.randn(4, n + 1, n + 1, generator=g, dtype=torch.float64)
+        u = torch.randn(s.shape, generator=g, dtype=torch.float64)
+        x = s.clone().requires_grad_(True)
+        z = spigot.structured_argmax(x, tree, estimator="marginals", lengths=lengths)
+        (v,) = torch.autograd.grad((z * u).sum(), x)
+        y = s.clone().requires_grad_(True)
+        lz = tree_log_partition(y, lengths, tree.mask(s, lengths), projective, single_root)
+        (mu,) = torch.autograd.grad(lz.sum(), y, create_graph=True)
+        (ref,) = torch.autograd.grad(mu, y, grad_outputs=u)
+        ref = torch.where(tree.mask(s, lengths), ref, 0)
+        tol = 256 * EPS64 * max(1.0, 6 * scale) * n * float(u.abs().max())
+        torch.testing.assert_close(v, ref, atol=tol, rtol=0, msg=f"n={n} scale={scale}")

@@ -24,6 +24,13 @@ def _kernels() -> Any:
     return _kernels
 
 
+def _kernels_jvp() -> Any:
+    """The compiled second-order kernels (imports numba on first use only)."""
+    from spigot import _kernels_jvp
+
+    return _kernels_jvp
+
+
 _WARM: set[str] = set()
 #: seconds a kernel's first call may take before we say it is compiling
 _COMPILE_NOTICE_AFTER = 2.0
@@ -32,7 +39,7 @@ _COMPILE_NOTICE_AFTER = 2.0
 def _call(name: str, *args: Any) -> Any:
     """Run kernel ``name``; the first call of each in a process says so on stderr if it takes
     long (numba compiles on first use, ~5-25 s per kernel on a fresh install, then caches)."""
-    fn = getattr(_kernels(), name)
+    fn = getattr(_kernels_jvp() if name.endswith("_jvp") else _kernels(), name)
     if name in _WARM:
         return fn(*args)
 
@@ -163,6 +170,28 @@ class _NonProjectiveLogZ(torch.autograd.Function):
         return g.view(-1, 1, 1) * mu.to(scores.dtype), None, None, None, None
 
 
+def _compiled_vjp(
+    tree: DependencyTree, scores: Tensor, lengths: Tensor, mask: Tensor, grad: Tensor
+) -> Tensor | None:
+    """The marginals' VJP by the compiled JVP kernels of :mod:`spigot._kernels_jvp`.
+
+    Sentences whose check fails are redone by autograd through the log-space recurrences.
+    """
+    s, ln = _to_numpy(scores, lengths)
+    v = torch.where(mask, grad, 0).detach().to(device="cpu", dtype=torch.float64).contiguous()
+    kernel = "inside_outside_jvp" if tree.projective else "matrix_tree_jvp"
+    _, dmu, ok = _call(kernel, s, v.numpy(), ln, tree.single_root)
+    hv = torch.from_numpy(dmu)
+    bad = np.flatnonzero(~ok)
+    if bad.size:
+        idx = torch.from_numpy(bad)
+        sub = (lengths.cpu()[idx], mask.cpu()[idx])
+        hv[idx] = tree._marginals_vjp_autograd(
+            torch.from_numpy(s)[idx], sub, v[idx], create=False
+        ).to(torch.float64)
+    return torch.where(mask, hv.to(device=scores.device), 0).to(scores.dtype)
+
+
 class DependencyTree(ArcFactored):
     """Dependency trees over ``n`` words plus the root (node 0).
 
@@ -285,13 +314,26 @@ class DependencyTree(ArcFactored):
         return mu.to(scores.dtype)
 
     def _marginals_vjp(self, scores: Tensor, lengths: Any, grad: Tensor) -> Tensor:
-        """``H g`` with ``H`` the Hessian of the log-space ``log Z`` (float64 autograd).
+        """``H g`` with ``H`` the Hessian of ``log Z`` (symmetric: the VJP of the marginals).
 
-        Inside a backward that records a graph (``create_graph=True``), the result stays a
-        differentiable function of ``scores`` and ``grad``: derivatives of any order are exact.
+        Compiled forward-mode kernels (:mod:`spigot._kernels_jvp`) when no graph is recorded;
+        inside a backward that records one (``create_graph=True``), float64 autograd through the
+        log-space recurrences, so that the result stays a differentiable function of ``scores``
+        and ``grad`` and derivatives of any order are exact.
         """
-        _, mask = lengths
+        lens, mask = lengths
         create = torch.is_grad_enabled()
+        if not create:
+            hv = _compiled_vjp(self, scores, lens, mask, grad)
+            if hv is not None:
+                return hv
+        return self._marginals_vjp_autograd(scores, lengths, grad, create)
+
+    def _marginals_vjp_autograd(
+        self, scores: Tensor, lengths: Any, grad: Tensor, create: bool
+    ) -> Tensor:
+        """``H g`` by float64 autograd (double backward) through the log-space ``log Z``."""
+        _, mask = lengths
         with torch.enable_grad():
             s = scores.to(torch.float64) if create else scores.detach().to(torch.float64)
             if not s.requires_grad:
