@@ -1,8 +1,9 @@
 """spigot: hard structured decisions inside PyTorch models, trained end to end.
 
 Structures (what the argmax ranges over): :class:`DependencyTree`, :class:`DependencyGraph`,
-:class:`Categorical`. Estimators (what the backward does): :func:`structured_argmax` and
-:class:`StructuredArgmax` with ``"spigot"``, ``"ste"``, ``"pipeline"`` or ``"marginals"``.
+:class:`LabeledDependencyGraph`, :class:`Categorical`. Estimators (what the backward does):
+:func:`structured_argmax` and :class:`StructuredArgmax` with ``"spigot"``, ``"ste"``,
+``"pipeline"`` or ``"marginals"``.
 Projections (the polytopes of SPIGOT): :mod:`spigot.projections`.
 
 ``import spigot`` imports torch and numpy only; the compiled tree kernels (numba) load on first
@@ -20,8 +21,14 @@ from spigot.estimators import (
     spigot_step_size,
     structured_argmax,
 )
-from spigot.projections import project_simplex, project_unit_cube
-from spigot.structures import Categorical, DependencyGraph, DependencyTree, Structure
+from spigot.projections import project_simplex, project_subsimplex, project_unit_cube
+from spigot.structures import (
+    Categorical,
+    DependencyGraph,
+    DependencyTree,
+    LabeledDependencyGraph,
+    Structure,
+)
 from spigot.structures._arcs import lengths_mask
 
 __version__ = "0.1.0.dev0"
@@ -32,6 +39,7 @@ __all__ = [
     "Categorical",
     "DependencyGraph",
     "DependencyTree",
+    "LabeledDependencyGraph",
     "Structure",
     "StructuredArgmax",
     "TokenBatch",
@@ -40,6 +48,7 @@ __all__ = [
     "collate_tokens",
     "lengths_mask",
     "project_simplex",
+    "project_subsimplex",
     "project_unit_cube",
     "register_estimator",
     "spigot_step_size",

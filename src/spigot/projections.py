@@ -4,6 +4,8 @@
   that ``mask`` marks valid (sparsemax, Martins & Astudillo 2016). One simplex per modifier
   column is the paper's relaxation of the tree polytope ("every word has exactly one head").
 * :func:`project_unit_cube`: onto ``[0, 1]^d`` (exact for arc-factored graphs).
+* :func:`project_subsimplex`: onto ``{y >= 0, sum(y) <= 1}`` along one dimension (exact for
+  labeled graphs: an arc's label vector, whose sum is the arc's indicator).
 
 Both are differentiable; the simplex projection has a closed-form backward
 (:class:`SimplexProjection`). Neither modifies its input.
@@ -117,3 +119,98 @@ def project_unit_cube(x: Tensor, mask: Tensor | None = None) -> Tensor:
     if mask is not None:
         y = torch.where(mask, y, torch.zeros((), dtype=x.dtype, device=x.device))
     return y
+
+
+class SubsimplexProjection(torch.autograd.Function):
+    r"""``p = argmin_{p >= 0, sum(p) <= 1} ||p - x||^2`` along ``dim``, over the entries where
+    ``mask`` (the others are 0).
+
+    KKT: ``p = max(x - lam, 0)`` with ``lam >= 0`` and ``lam (sum(p) - 1) = 0``. Either
+    ``lam = 0`` and ``p = max(x, 0)`` (when that sums to at most 1), or ``sum(p) = 1`` and ``p``
+    is the simplex projection, whose threshold ``tau`` is then positive. In one line:
+    ``p = max(x - max(tau, 0), 0)`` with ``tau`` the simplex threshold of
+    :func:`_simplex_support`. Slices with no valid entry give all zeros.
+
+    Outputs ``(p, support, active)``: the last two (``p > 0`` and "the sum constraint is
+    active", computed in the working precision, where a tiny positive entry cannot round to 0
+    as it may in float16) are not differentiable and only serve the backward.
+
+    Backward (closed form): with ``S = {p > 0}``, ``dx = 1_S * (g - mean_S(g))`` where the sum
+    constraint is active (``tau > 0``), ``dx = 1_S * g`` where it is not.
+    """
+
+    @staticmethod
+    def forward(x: Tensor, mask: Tensor, dim: int) -> tuple[Tensor, Tensor, Tensor]:  # type: ignore[override]
+        p, support, active = _subsimplex(x, mask, dim)
+        return p.to(x.dtype), support, active
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+        _, support, active = output
+        ctx.mark_non_differentiable(support, active)
+        ctx.save_for_backward(support, active)
+        ctx.dim = inputs[2]
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor, *_: Any) -> tuple[Tensor | None, None, None]:
+        support, active = ctx.saved_tensors
+        sf = support.to(g.dtype)
+        n = sf.sum(ctx.dim, keepdim=True).clamp(min=1)
+        mean = (g * sf).sum(ctx.dim, keepdim=True) / n
+        return (g - active.to(g.dtype) * mean) * sf, None, None
+
+
+def _subsimplex(x: Tensor, mask: Tensor, dim: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The projection onto ``{p >= 0, sum(p) <= 1}`` in at least float32, its support ``p > 0``
+    and whether the sum constraint is active (``[..., 1, ...]`` along ``dim``).
+
+    The simplex threshold is computed after shifting each slice by its largest valid entry
+    ``top`` (``tau = tau' + top``), so the test ``tau > 0`` reads ``tau' > -top``: a common
+    offset never enters the cumulative sums.
+    """
+    work = torch.promote_types(x.dtype, torch.float32)
+    xw = x.to(work)
+    top = torch.where(mask, xw, torch.tensor(float("-inf"), dtype=work, device=x.device))
+    top = top.amax(dim=dim, keepdim=True)
+    has = torch.isfinite(top)
+    top = torch.where(has, top, 0)
+    xs = xw - top
+    tau, support = _simplex_support(xs, mask, dim)
+    active = has & (support > 0) & (tau > -top)
+    inner = torch.where(active, xs - torch.where(active, tau, 0), xw).clamp(min=0)
+    p = torch.where(mask & has, inner, 0)
+    return p, mask & (p > 0), active
+
+
+def project_subsimplex(x: Tensor, mask: Tensor | None = None, dim: int = -1) -> Tensor:
+    """Project each slice of ``x`` along ``dim`` onto ``{p >= 0, sum(p) <= 1}`` over its valid
+    entries (the simplex with slack, or the convex hull of 0 and the unit vectors).
+
+        p = argmin_{p >= 0, sum(p) <= 1} ||p - x||^2 = max(x - max(tau, 0), 0)
+
+    with ``tau`` the simplex threshold: ``max(x, 0)`` when that sums to at most 1, the simplex
+    projection otherwise (see :class:`SubsimplexProjection`). For a labeled graph this is the
+    exact projection onto one arc's polytope ``{0 <= z_a <= 1, z_{a,l} >= 0,
+    sum_l z_{a,l} = z_a}``.
+
+    Args:
+        x: any shape, floating point.
+        mask: boolean, broadcastable to ``x``; ``None`` means all entries are valid.
+        dim: the dimension that sums to at most one.
+
+    Returns:
+        Same shape, dtype and device as ``x``; zero where ``mask`` is false and on slices with
+        no valid entry. Differentiable (closed-form backward). Computed in at least float32,
+        with the simplex threshold found after shifting each slice by its maximum, so that a
+        common offset never enters the cumulative sums (``[2e7, 2e7 + 2]`` gives ``[0, 1]``).
+
+    Raises:
+        ValueError: NaN or inf on an entry that ``mask`` marks valid.
+    """
+    if mask is None:
+        mask = torch.ones_like(x, dtype=torch.bool)
+    else:
+        mask = mask.expand_as(x)
+    dim = dim % x.dim()
+    check_finite(x, mask, "x")
+    return SubsimplexProjection.apply(x, mask, dim)[0]
