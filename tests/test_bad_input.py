@@ -84,7 +84,9 @@ def test_bad_estimator_eta_structure():
             spigot.structured_argmax(s, tree, eta=eta)
     with pytest.raises(ValueError, match="'ste' has no option 'eta' \\(its options: gamma\\)"):
         spigot.structured_argmax(s, tree, estimator="ste", eta=0.5)
-    with pytest.raises(ValueError, match="must be one of marginals, pipeline, spigot, ste"):
+    with pytest.raises(
+        ValueError, match="must be one of blackbox, imle, marginals, perturbed, pipeline, spigot"
+    ):
         spigot.StructuredArgmax(tree, estimator="sparsemax")
     with pytest.raises(
         ValueError, match="'marginals' has no option 'etta' \\(its options: none\\)"

@@ -46,6 +46,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from spigot.estimators import perturbation, smoothed
 from spigot.estimators.hard import (
     _PipelineArgmax,
     _SpigotArgmax,
@@ -170,6 +171,77 @@ register_estimator(
 )
 register_estimator(
     "marginals", _marginals, summary="marginals (structured attention); exact backward"
+)
+
+
+def check_generator(name: str, value: object) -> torch.Generator | None:
+    """``None`` or a ``torch.Generator``."""
+    if value is not None and not isinstance(value, torch.Generator):
+        raise ValueError(f"`{name}` must be None or a torch.Generator, got {type(value).__name__}")
+    return value
+
+
+def check_count(name: str, value: object) -> int:
+    """A positive integer."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
+        raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _choice(*allowed: str) -> OptionCheck:
+    def check(name: str, value: object) -> str:
+        if value not in allowed:
+            raise ValueError(f"`{name}` must be one of {', '.join(allowed)}; got {value!r}")
+        return str(value)
+
+    return check
+
+
+register_estimator(
+    "ste-marginals",
+    smoothed.ste_marginals,
+    summary="argmax; backward (d mu / d s)^T dL/dz (STE-S, Mihaylova et al. 2020)",
+)
+register_estimator(
+    "spigot-ce",
+    smoothed.spigot_ce,
+    options={"gamma": (1.0, check_positive)},
+    summary="argmax; backward mu - proj(mu - gamma dL/dz) (Mihaylova et al. 2020)",
+)
+register_estimator(
+    "spigot-eg",
+    smoothed.spigot_eg,
+    options={"gamma": (1.0, check_positive)},
+    summary="argmax; backward mu(s) - mu(s - gamma dL/dz) (Mihaylova et al. 2020)",
+)
+register_estimator(
+    "perturbed",
+    perturbation.perturbed,
+    options={
+        "samples": (10, check_count),
+        "sigma": (1.0, check_positive),
+        "noise": ("gumbel", _choice("gumbel", "normal")),
+        "generator": (None, check_generator),
+    },
+    summary="mean of perturbed argmaxes; perturbation Jacobian (Berthet et al. 2020)",
+)
+register_estimator(
+    "imle",
+    perturbation.imle,
+    options={
+        "samples": (1, check_count),
+        "lam": (1.0, check_positive),
+        "tau": (1.0, check_positive),
+        "k": (1.0, check_positive),
+        "generator": (None, check_generator),
+    },
+    summary="perturb-and-MAP; backward z(s+eps) - z(s - lam dL/dz + eps) (Niepert et al. 2021)",
+)
+register_estimator(
+    "blackbox",
+    perturbation.blackbox,
+    options={"lam": (1.0, check_positive)},
+    summary="argmax; backward (z(s) - z(s - lam dL/dz)) / lam (Vlastelica et al. 2020)",
 )
 
 
