@@ -194,3 +194,25 @@ def test_padded_batches_of_random_estimators_are_valid_mixtures(estimator):
     cols = z.sum(1)  # every word's heads form a distribution: a mean of trees
     for b, L in enumerate(lengths.tolist()):
         torch.testing.assert_close(cols[b, 1 : L + 1], torch.ones(L, dtype=z.dtype))
+
+
+@pytest.mark.parametrize("structure", STRUCTURES, ids=repr)
+def test_perturbed_fenchel_young_loss_equals_its_definition(structure):
+    s, _, mask = instance(structure, 13)
+    target = brute_argmax(structure, torch.randn(s.shape, dtype=s.dtype)[0]).unsqueeze(0)
+    K, sigma = 5, 0.5
+    x = s.clone().requires_grad_(True)
+    loss = spigot.perturbed_fenchel_young_loss(
+        x, target, structure, samples=K, sigma=sigma, generator=torch.Generator().manual_seed(2)
+    )
+    assert loss.shape == (1,)
+    loss.sum().backward()
+    eps = _noise("gumbel", (K, *s.shape), s, torch.Generator().manual_seed(2), 1.0)
+    eps = torch.where(mask, eps, 0)[:, 0]
+    ps = s[0] + sigma * eps
+    zs = torch.stack([brute_argmax(structure, p) for p in ps])
+    value = (ps * zs).flatten(1).sum(1).mean() - (s[0] * target[0]).sum()
+    torch.testing.assert_close(loss[0], value)
+    torch.testing.assert_close(x.grad[0], torch.where(mask[0], zs.mean(0) - target[0], 0))
+    with pytest.raises(ValueError, match="`target` must be a tensor"):
+        spigot.perturbed_fenchel_young_loss(s, target[..., :1], structure)

@@ -21,6 +21,7 @@ from spigot.estimators import (
     spigot_step_size,
     structured_argmax,
 )
+from spigot.estimators.perturbation import perturbed_fenchel_young_loss
 from spigot.projections import project_simplex, project_subsimplex, project_unit_cube
 from spigot.structures import (
     Categorical,
@@ -47,6 +48,7 @@ __all__ = [
     "check_positive_or_none",
     "collate_tokens",
     "lengths_mask",
+    "perturbed_fenchel_young_loss",
     "project_simplex",
     "project_subsimplex",
     "project_unit_cube",
