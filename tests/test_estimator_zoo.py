@@ -216,3 +216,15 @@ def test_perturbed_fenchel_young_loss_equals_its_definition(structure):
     torch.testing.assert_close(x.grad[0], torch.where(mask[0], zs.mean(0) - target[0], 0))
     with pytest.raises(ValueError, match="`target` must be a tensor"):
         spigot.perturbed_fenchel_young_loss(s, target[..., :1], structure)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.5, 3.0])
+def test_gamma_sampler_has_the_gamma_moments(alpha):
+    from spigot.estimators.perturbation import _gamma
+
+    x = _gamma(
+        alpha, (100_000,), torch.Generator().manual_seed(0), torch.empty((), dtype=torch.float64)
+    )
+    # Gamma(alpha, 1): mean = variance = alpha (5 standard errors)
+    assert abs(float(x.mean()) - alpha) < 5 * (alpha / 1e5) ** 0.5
+    assert abs(float(x.var()) - alpha) < 5 * (6 * alpha**2 / 1e5) ** 0.5 + 0.02 * alpha
