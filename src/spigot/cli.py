@@ -7,7 +7,7 @@
     spigot evaluate CHECKPOINT --data PATH [--json]
     spigot predict CHECKPOINT --data PATH --output FILE
     spigot experiment syn2sem [--config CONFIG] [--seeds 0 1] [--modes pipeline ste ...]
-                              [--out DIR] [--jobs N] [--set KEY=VALUE ...]
+                              [--out DIR] [--jobs N] [--set KEY=VALUE ...] [--no-grid]
 
 ``--data`` is a ``.conllu`` (optionally ``.gz``) or ``.sdp`` file, or ``synthetic:train``,
 ``synthetic:dev``, ``synthetic:test`` for the synthetic treebank of the checkpoint's config.
@@ -27,7 +27,7 @@ from typing import Any
 
 __all__ = ["build_parser", "main"]
 
-EXPERIMENTS = ("syn2sem",)
+EXPERIMENTS = ("syn2sem", "estimators")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,13 +77,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("experiment", help="train every mode over several seeds; results table")
     x.add_argument("name", choices=EXPERIMENTS, help="which experiment")
-    x.add_argument("--config", help="TOML config (default: the small synthetic config)")
-    x.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds (default: 0 1)")
+    x.add_argument(
+        "--config",
+        help="TOML config (default: the small synthetic config); its [experiment] table, if "
+        "any, gives the modes, seeds, per-mode seed counts and train.eta grid",
+    )
+    x.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="seeds (default: the config's [experiment] seeds, or 0 1)",
+    )
     x.add_argument(
         "--modes",
         nargs="+",
-        default=["pipeline", "ste", "marginals", "spigot"],
-        help="modes (pipeline ste marginals spigot gold none; default: the first four)",
+        default=None,
+        help="modes among pipeline joint ste marginals spigot gold none (default: the config's "
+        "[experiment] modes, or pipeline ste marginals spigot)",
+    )
+    x.add_argument(
+        "--no-grid",
+        action="store_true",
+        help="ignore the config's [experiment] eta_grid: train.eta as configured for every mode",
     )
     x.add_argument("--out", default=None, help="output directory (default: runs/experiment-NAME)")
     x.add_argument(

@@ -14,6 +14,9 @@ dataclass default below. Example (``configs/syn2sem_synthetic.toml``)::
     [train]
     epochs = 8
 
+A file may also hold an ``[experiment]`` table (modes, seeds, grids) that only ``spigot
+experiment`` reads (:mod:`spigot.experiments.plan`); a run's configuration ignores it.
+
 Overrides (``spigot train CONFIG --set train.epochs=3 --set mode=ste``) name a key either with
 its table (``train.epochs``) or alone when the name is unique (``epochs``); the value is read as
 a TOML value (``3``, ``0.5``, ``true``, ``"text"``) or, failing that, taken as a plain string
@@ -49,7 +52,9 @@ else:  # pragma: no cover
 
 __all__ = [
     "COUPLINGS",
+    "EXPERIMENT_TABLE",
     "MODES",
+    "TARGETS",
     "ConfigError",
     "DataConfig",
     "ModelConfig",
@@ -74,6 +79,13 @@ test time: an oracle) and ``none`` feeds no tree (a semantic parser alone).
 
 COUPLINGS = ("semantic", "syntactic")
 """Values of ``model.coupling`` (see :class:`ModelConfig`)."""
+
+TARGETS = ("enhanced", "propbank")
+"""Values of ``data.target`` (see :class:`DataConfig`)."""
+
+EXPERIMENT_TABLE = "experiment"
+"""A config file's table read by ``spigot experiment`` only (the runs, their seeds and grids,
+:mod:`spigot.experiments.plan`); a run's configuration ignores it."""
 
 PathLike = str | os.PathLike
 
@@ -109,6 +121,14 @@ class DataConfig:
         lowercase: lowercase words before the vocabulary lookup.
         glove: GloVe text file (``.txt`` or ``.txt.gz``) to initialise the word embeddings
             (``""``: random initialisation). Its dimension overrides ``model.word_dim``.
+        target: the semantic graphs to learn. ``"enhanced"``: the graphs the files hold (the
+            enhanced graph, DEPS, of CoNLL-U files; the graph of ``.sdp`` files).
+            ``"propbank"``: the PropBank predicate-argument graphs of UD English EWT
+            (:func:`spigot.data.read_propbank_ewt`), which replace DEPS; sentences that do not
+            align with PropBank are skipped, counted and reported in the run log. Needs
+            CoNLL-U files of UD EWT and ``propbank``.
+        propbank: with ``target = "propbank"``, the ``propbank-ewt-gold_skel.tgz`` archive (or
+            a directory of extracted ``.gold_skel`` files), read once for all splits.
     """
 
     source: str = "synthetic"
@@ -131,6 +151,8 @@ class DataConfig:
     word_min_freq: int = 2
     lowercase: bool = True
     glove: str = ""
+    target: str = "enhanced"
+    propbank: str = ""
 
 
 @dataclass
@@ -268,6 +290,14 @@ class Syn2SemConfig:
         _choice("data.source", d.source, ("synthetic", "files"))
         _choice("data.on_invalid_tree", d.on_invalid_tree, ("raise", "skip"))
         _choice("data.on_too_long", d.on_too_long, ("raise", "skip"))
+        _choice("data.target", d.target, TARGETS)
+        if d.target == "propbank":
+            if d.source != "files":
+                raise ConfigError("data.target = 'propbank' needs data.source = 'files' (UD EWT)")
+            if not d.propbank:
+                raise ConfigError(
+                    "data.propbank must name the PropBank archive when data.target = 'propbank'"
+                )
         if d.source == "files":
             for key in ("train", "dev"):
                 if not getattr(d, key):
@@ -434,6 +464,9 @@ def config_from_dict(data: dict[str, Any], cls: type | None = None) -> Any:
 def load_config(path: PathLike | None = None, overrides: Any = ()) -> Any:
     """Read a TOML config (``None``: all defaults) and apply ``overrides``.
 
+    The file's ``[experiment]`` table, if any, is left out: it describes a set of runs
+    (:func:`spigot.experiments.plan.read_plan`), not one run.
+
     Args:
         path: the ``.toml`` file.
         overrides: ``["train.epochs=3", ...]`` strings or a ``{key: value}`` dict.
@@ -450,6 +483,7 @@ def load_config(path: PathLike | None = None, overrides: Any = ()) -> Any:
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+    data.pop(EXPERIMENT_TABLE, None)  # read by ``spigot experiment`` only
     cfg = config_from_dict(data)
     return apply_overrides(cfg, overrides)
 

@@ -40,6 +40,7 @@ __all__ = [
     "TASKS",
     "Trainer",
     "atomic_torch_save",
+    "atomic_write_bytes",
     "atomic_write_text",
     "get_task",
     "load_checkpoint",
@@ -118,6 +119,11 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:
     """Write a text file atomically (temporary file + ``os.replace``)."""
     _atomic(path, lambda f: f.write(text), "w")
+
+
+def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> None:
+    """Write a binary file atomically (temporary file + ``os.replace``)."""
+    _atomic(path, lambda f: f.write(data), "wb")
 
 
 def _jsonable(x: Any) -> Any:

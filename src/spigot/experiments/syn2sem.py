@@ -1,7 +1,10 @@
 """``spigot experiment syn2sem``: every training mode over several seeds, one results table.
 
 Each (mode, seed) run trains a :class:`~spigot.models.syn2sem.Syn2SemTask` in
-``OUT/<mode>/seed<seed>/`` (config, JSONL log, best checkpoint, results). The experiment then
+``OUT/<mode>/seed<seed>/`` (config, JSONL log, best checkpoint, results, per-sentence scores);
+a mode with a ``train.eta`` grid has one directory per value, ``OUT/<mode>-eta<eta>/``, and the
+value with the best mean dev LF is its row (:mod:`spigot.experiments.plan`, which also reads
+the modes, seeds and grids from a config's ``[experiment]`` table). The experiment then
 writes ``OUT/results.md`` and ``OUT/results.csv`` (mean ± sd over seeds of dev/test labeled F1
 and UAS, seconds per training epoch and training sentences per second, per mode),
 ``OUT/runs.csv`` (one row per run), ``OUT/learning_curve.png`` (dev labeled F1 and UAS per
@@ -25,14 +28,16 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from spigot.config import (
-    MODES,
-    ConfigError,
-    Syn2SemConfig,
-    apply_overrides,
-    config_from_dict,
-    load_config,
+from spigot.config import Syn2SemConfig, apply_overrides, config_from_dict, load_config
+from spigot.experiments.plan import (
+    DEFAULT_MODES,
+    DEFAULT_SEEDS,
+    ExperimentPlan,
+    format_grid,
+    read_plan,
+    select,
 )
+from spigot.experiments.plots import plot_curves
 
 __all__ = [
     "DEFAULT_MODES",
@@ -45,9 +50,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("spigot")
-
-DEFAULT_MODES = ("pipeline", "ste", "marginals", "spigot")
-DEFAULT_SEEDS = (0, 1)
 
 QUICK_SYNTHETIC: dict[str, Any] = {
     "data.source": "synthetic",
@@ -174,48 +176,6 @@ def _csv(rows: Sequence[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def plot_curves(results: dict[str, list[dict[str, Any]]], path: str | os.PathLike) -> bool:
-    """Dev labeled F1 and UAS per epoch of the semantic/joint phase (mean over seeds).
-
-    Returns False (and logs why) if matplotlib is not installed.
-    """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        logger.warning("matplotlib is not installed: no learning-curve plot")
-        return False
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for mode, runs in results.items():
-        for ax, key in zip(axes, ("lf", "uas"), strict=True):
-            curves = [
-                [c.get(key) for c in r["curve"] if c["phase"] in ("joint", "semantics")]
-                for r in runs
-            ]
-            n = min((len(c) for c in curves), default=0)
-            if n == 0:
-                continue
-            ys = []
-            for e in range(n):
-                vals = [c[e] for c in curves if c[e] is not None]
-                ys.append(100 * sum(vals) / len(vals) if vals else float("nan"))
-            if all(math.isnan(y) for y in ys):
-                continue
-            ax.plot(range(1, n + 1), ys, marker="o", label=mode)
-    for ax, title in zip(axes, ("dev labeled F1 (semantics)", "dev UAS (syntax)"), strict=True):
-        ax.set_xlabel("epoch")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
-
-
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -259,6 +219,8 @@ def run_experiment(
     *,
     seeds: Sequence[int] = DEFAULT_SEEDS,
     modes: Sequence[str] = DEFAULT_MODES,
+    mode_seeds: dict[str, int] | None = None,
+    eta_grid: dict[str, Sequence[float]] | None = None,
     out_dir: str | os.PathLike = "runs/syn2sem",
     jobs: int = 2,
     progress: bool = True,
@@ -277,38 +239,47 @@ def run_experiment(
     instead of once per run. ``reuse`` keeps the results of any run directory that already
     finished with the same configuration and resumes any run interrupted in the middle (from
     its ``last.pt``), so an interrupted experiment continues where it stopped.
+
+    ``mode_seeds`` gives modes that run only the first ``N`` seeds; ``eta_grid`` gives modes
+    (``ste``, ``spigot``) trained once per ``train.eta`` value, of which the variant with the
+    best mean dev LF is the mode's row (:mod:`spigot.experiments.plan`).
     """
-    unknown = [m for m in modes if m not in MODES]
-    if unknown or len(set(modes)) != len(modes):
-        raise ConfigError(
-            f"--modes must be distinct modes among {', '.join(MODES)}; got {' '.join(modes)}"
-        )
+    plan = ExperimentPlan(
+        tuple(modes),
+        tuple(seeds),
+        dict(mode_seeds or {}),
+        {m: tuple(float(v) for v in g) for m, g in (eta_grid or {}).items() if m in modes},
+    ).validate()
+    variants = plan.variants()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     pretrain = share_pretraining and config.train.pretrain_epochs > 0
     # every job: (key, config dict, run dir, key of the job it waits for or None)
     jobs_plan: list[tuple[tuple[str, int], dict[str, Any], str, tuple[str, int] | None]] = []
+    pre_seeds = sorted({s for m in plan.modes if m != "none" for s in plan.seeds_of(m)})
     if pretrain:
-        for seed in seeds:
+        for seed in pre_seeds:
             cfg = apply_overrides(config, {"mode": "pipeline", "seed": seed, "train.epochs": 0})
             jobs_plan.append(
                 (("pretrain", seed), cfg.to_dict(), str(out / "pretrain" / f"seed{seed}"), None)
             )
-    plan = []
-    for mode in modes:
-        for seed in seeds:
-            over: dict[str, Any] = {"mode": mode, "seed": seed}
+    runs = []
+    for v in variants:
+        for seed in plan.seeds_of(v.mode):
+            over: dict[str, Any] = {"mode": v.mode, "seed": seed}
+            if v.eta is not None:
+                over["train.eta"] = v.eta
             after = None
-            if pretrain and mode != "none":
+            if pretrain and v.mode != "none":
                 syntax = out / "pretrain" / f"seed{seed}" / "syntax.pt"
                 over.update({"train.pretrain_epochs": 0, "train.init_syntax": str(syntax)})
                 after = ("pretrain", seed)
             cfg = apply_overrides(config, over)
-            run_dir = str(out / mode / f"seed{seed}")
-            plan.append((mode, seed, cfg.to_dict(), run_dir))
-            jobs_plan.append(((mode, seed), cfg.to_dict(), run_dir, after))
-    results: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
+            run_dir = str(out / v.dirname / f"seed{seed}")
+            runs.append((v.label, seed))
+            jobs_plan.append(((v.label, seed), cfg.to_dict(), run_dir, after))
+    results: dict[str, list[dict[str, Any]]] = {v.label: [] for v in variants}
     done: dict[tuple[str, int], dict[str, Any]] = {}
     if reuse:
         for key, cfg_dict, run_dir, _ in jobs_plan:
@@ -371,25 +342,38 @@ def run_experiment(
                         advance(key, _epochs_logged(dirs[key]))
     if bar is not None:
         bar.close()
-    for mode, seed, _, _ in plan:
-        results[mode].append(done[(mode, seed)])
+    for label, seed in runs:
+        results[label].append(done[(label, seed)])
     wall = time.perf_counter() - start
-    rows = summarize(results)
+    chosen = select(variants, results)
+    all_rows = summarize(results)
+    by_label = {r["mode"]: r for r in all_rows}
+    rows = [by_label[chosen[m].label] for m in plan.modes]
     table = format_table(rows)
-    by_mode = {r["mode"]: r for r in rows}
+    by_mode = {m: by_label[chosen[m].label] for m in plan.modes}
     notes = []
     if "gold" in by_mode and "none" in by_mode:
         for split in ("dev", "test"):
             g, n = by_mode["gold"][f"{split}_lf_mean"], by_mode["none"][f"{split}_lf_mean"]
             notes.append(f"gold - none ({split} LF): {g - n:+.1f} points")
+    n_seeds = "/".join(sorted({str(len(plan.seeds_of(m))) for m in plan.modes}, key=int))
     header = (
-        f"# syn2sem: {len(modes)} modes x {len(seeds)} seeds (seeds {', '.join(map(str, seeds))})"
-        f", {wall / 60:.1f} min wall time, {jobs} job(s)\n\n"
+        f"# syn2sem: {len(modes)} modes x {n_seeds} seeds (seeds {', '.join(map(str, seeds))})"
+        f", {len(jobs_plan)} runs, {wall / 60:.1f} min wall time, {jobs} job(s)\n\n"
         "LF = SDP labeled F1 (tops included), UAS = unlabeled attachment; % , mean ± sd over "
         "seeds; best epoch by dev LF. s/epoch and sent/s: training only.\n\n"
     )
+    grid_rows = [by_label[v.label] for v in variants if v.mode in plan.eta_grid]
+    if grid_rows:
+        picked = [chosen[m].label for m in plan.eta_grid]
+        notes.append(
+            "train.eta chosen on mean dev LF over seeds: "
+            + ", ".join(picked)
+            + "\n\n"
+            + format_grid(grid_rows, picked).rstrip("\n")
+        )
     if pretrain:
-        pre = [done[("pretrain", seed)] for seed in seeds]
+        pre = [done[("pretrain", seed)] for seed in pre_seeds]
         uas_m, uas_sd = _mean_sd([_get(r, "dev", "uas") for r in pre])
         sec_m, _ = _mean_sd([r["seconds_per_epoch"] for r in pre])
         epochs = _plural(config.train.pretrain_epochs, "epoch")
@@ -409,9 +393,12 @@ def run_experiment(
     md = header + table + ("\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "")
     (out / "results.md").write_text(md, encoding="utf-8")
     (out / "results.csv").write_text(_csv(rows), encoding="utf-8")
+    chosen_labels = {v.label for v in chosen.values()}
     run_rows = [
         {
-            "mode": m,
+            "mode": r["mode"],
+            "variant": label,
+            "selected": label in chosen_labels,
             "seed": r["seed"],
             "best_epoch": r["best_epoch"],
             "dev_lf": _get(r, "dev", "lf"),
@@ -421,14 +408,20 @@ def run_experiment(
             "sec_per_epoch": r["seconds_per_epoch"],
             "sent_per_sec": r["sentences_per_second"],
         }
-        for m, runs in results.items()
-        for r in runs
+        for label, label_runs in results.items()
+        for r in label_runs
     ]
     (out / "runs.csv").write_text(_csv(run_rows), encoding="utf-8")
-    plotted = plot_curves(results, out / "learning_curve.png")
+    plotted = plot_curves(
+        {m: results[v.label] for m, v in chosen.items()}, out / "learning_curve.png"
+    )
     summary = {
         "modes": list(modes),
         "seeds": list(seeds),
+        "mode_seeds": {m: list(plan.seeds_of(m)) for m in plan.modes},
+        "eta_grid": {m: list(g) for m, g in plan.eta_grid.items()},
+        "selected": {m: v.label for m, v in chosen.items()},
+        "variants": all_rows,
         "jobs": jobs,
         "wall_seconds": wall,
         "rows": rows,
@@ -445,15 +438,23 @@ def run_experiment(
 
 
 def main(args: Any) -> int:
-    """Entry point of ``spigot experiment syn2sem`` (called by :mod:`spigot.cli`)."""
+    """Entry point of ``spigot experiment syn2sem`` (called by :mod:`spigot.cli`).
+
+    The modes, seeds, per-mode seed counts and ``train.eta`` grid come from the config's
+    ``[experiment]`` table (:mod:`spigot.experiments.plan`) if it has one; ``--modes`` and
+    ``--seeds`` replace its modes and seeds, ``--no-grid`` drops its grid.
+    """
     cfg = load_config(args.config, args.set or []) if args.config else quick_config()
     if not args.config and args.set:
         cfg = apply_overrides(cfg, args.set)
+    plan = (read_plan(args.config) if args.config else None) or ExperimentPlan()
     progress = cfg.train.progress and not args.no_progress
     summary = run_experiment(
         cfg,
-        seeds=args.seeds,
-        modes=args.modes,
+        seeds=args.seeds or plan.seeds,
+        modes=args.modes or plan.modes,
+        mode_seeds=plan.mode_seeds,
+        eta_grid={} if getattr(args, "no_grid", False) else plan.eta_grid,
         out_dir=args.out,
         jobs=args.jobs,
         progress=progress,

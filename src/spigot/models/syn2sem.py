@@ -46,22 +46,15 @@ import torch
 from torch import Tensor, nn
 
 from spigot.config import Syn2SemConfig, config_from_dict, dump_toml
-from spigot.data import (
-    BucketIterator,
-    LabelVocab,
-    Sentence,
-    Vocab,
-    load_glove,
-    read_conllu,
-    read_sdp,
-    synthetic_splits,
-)
+from spigot.data import BucketIterator, LabelVocab, Sentence, Vocab, load_glove
 from spigot.estimators import structured_argmax
 from spigot.metrics import AttachmentScorer, SemanticScorer
 from spigot.models.coupling import HeadFeatures, scale_gradient
 from spigot.models.diagnostics import GradNormMonitor, syntax_summary
 from spigot.models.encoder import BiLSTMEncoder
 from spigot.models.parsers import SemanticParser, SyntacticParser, tree_arcs
+from spigot.models.syn2sem_data import Splits, is_sdp_path, load_splits, read_corpus, summary
+from spigot.models.syn2sem_outputs import SENTENCES_FILE, sentence_record, write_sentences
 from spigot.structures import DependencyTree
 from spigot.training import (
     CHECKPOINT_FORMAT,
@@ -77,7 +70,7 @@ from spigot.training import (
     set_threads,
 )
 
-__all__ = ["Syn2Sem", "Syn2SemTask", "read_corpus"]
+__all__ = ["Syn2Sem", "Syn2SemTask", "is_sdp_path", "read_corpus"]
 
 logger = logging.getLogger("spigot")
 
@@ -296,33 +289,6 @@ class Syn2Sem(nn.Module):
         return {"heads": heads, "deprels": deprels, "arcs": arcs, "labels": labels}
 
 
-# ------------------------------------------------------------------------------------------
-# data
-# ------------------------------------------------------------------------------------------
-def read_corpus(path: str | os.PathLike, data: Any) -> list[Sentence]:
-    """Read a ``.conllu``/``.conllu.gz`` or ``.sdp`` file with the options of ``data``."""
-    p = Path(path)
-    if not p.is_file():
-        hint = "" if p.is_absolute() else f" (relative paths are resolved against {Path.cwd()})"
-        raise FileNotFoundError(f"data file not found: {p}{hint}")
-    name = p.name.lower().removesuffix(".gz")
-    if name.endswith(".sdp"):
-        sents = read_sdp(p)
-    else:
-        sents = read_conllu(
-            p,
-            drop_function_labels=data.drop_function_labels,
-            on_invalid_tree=data.on_invalid_tree,
-        )
-    if not sents:
-        raise DataError(f"{p}: no usable sentences")
-    return sents
-
-
-def is_sdp_path(path: str | os.PathLike) -> bool:
-    return str(path).lower().removesuffix(".gz").endswith(".sdp")
-
-
 class Syn2SemTask:
     """Data, vocabularies and the :class:`Syn2Sem` model of one run.
 
@@ -345,22 +311,11 @@ class Syn2SemTask:
 
     # -- construction ----------------------------------------------------------------------
     @staticmethod
-    def load_splits(config: Syn2SemConfig) -> dict[str, list[Sentence]]:
-        """``{"train", "dev", "test"}`` sentences (``test`` may be empty)."""
-        d = config.data
-        if d.source == "synthetic":
-            tr, dv, te = synthetic_splits(
-                d.synthetic_seed,
-                d.synthetic_train,
-                d.synthetic_dev,
-                d.synthetic_test,
-                min_len=d.synthetic_min_len,
-                max_len=d.synthetic_max_len,
-            )
-            return {"train": tr, "dev": dv, "test": te}
-        out = {"train": read_corpus(d.train, d), "dev": read_corpus(d.dev, d)}
-        out["test"] = read_corpus(d.test, d) if d.test else []
-        return out
+    def load_splits(config: Syn2SemConfig) -> Splits:
+        """``{"train", "dev", "test"}`` sentences (``test`` may be empty) with the semantic
+        graphs of ``data.target``; their ``report`` says what was skipped
+        (:func:`spigot.models.syn2sem_data.load_splits`)."""
+        return load_splits(config)
 
     @classmethod
     def from_config(cls, config: Syn2SemConfig, train: Sequence[Sentence]) -> Syn2SemTask:
@@ -574,15 +529,32 @@ class Syn2SemTask:
         semantics: bool = True,
         progress: bool = False,
         exclude_pos: Sequence[str] = (),
+        records: list[dict[str, Any]] | None = None,
+        split: str = "",
     ) -> dict[str, float]:
         """SDP labeled/unlabeled P/R/F1 and exact match, UAS/LAS (fractions in [0, 1]).
 
         Sentences without a gold graph (tree) do not count for the semantic (syntactic)
-        scores; ``n_skipped`` counts sentences dropped for being too long.
+        scores; ``n_skipped`` counts sentences dropped for being too long. A ``records`` list
+        receives the counts of every scored sentence, in dataset order, tagged with ``split``
+        (:func:`spigot.models.syn2sem_outputs.sentence_record`).
         """
         preds, n_skipped = self._run(sentences, progress)
         sem, syn = SemanticScorer(), AttachmentScorer(exclude_pos)
         labeled = self.model.syntax.label_scorer is not None
+        if records is not None:
+            records.extend(
+                sentence_record(
+                    sentences[i],
+                    p["arcs"],
+                    p["heads"],
+                    split=split,
+                    index=i,
+                    exclude_pos=exclude_pos,
+                )
+                for i, p in sorted(preds.items())
+                if sentences[i].arcs is not None
+            )
         for i, p in preds.items():
             gold = sentences[i]
             if semantics and gold.arcs is not None:
@@ -652,14 +624,17 @@ class Syn2SemTask:
         """Train with the config's mode; write the run directory; return the final results.
 
         The run directory gets ``config.toml``, ``metrics.jsonl`` (one record per epoch plus
-        the final scores), ``best.pt`` (best dev labeled F1, written atomically),
-        ``syntax.pt`` (the syntactic parser after the syntactic stage, if one ran) and
-        ``results.json``. While the run is in progress, ``last.pt`` holds everything needed
-        to continue it after a crash or a kill (written atomically after every epoch and
-        removed at the end).
+        the final scores, and a ``data`` record with what reading the files skipped),
+        ``best.pt`` (best dev labeled F1, written atomically), ``syntax.pt`` (the syntactic
+        parser after the syntactic stage, if one ran), ``results.json`` and
+        ``sentences.jsonl.gz`` (per-sentence counts of the dev and test scores of the best
+        model, :mod:`spigot.models.syn2sem_outputs`). While the run is in progress,
+        ``last.pt`` holds everything needed to continue it after a crash or a kill (written
+        atomically after every epoch and removed at the end).
 
         Args:
-            splits: ``{"train", "dev", "test"}`` sentences.
+            splits: ``{"train", "dev", "test"}`` sentences (a
+                :class:`~spigot.models.syn2sem_data.Splits` adds its report to the log).
             out_dir: the run directory.
             progress: progress bars (default: ``train.progress``).
             resume: continue the interrupted run in ``out_dir`` from its ``last.pt``, which
@@ -705,6 +680,9 @@ class Syn2SemTask:
                 "vocab_sizes": {k: len(v) for k, v in self.vocabs.items()},
             }
         )
+        report = getattr(splits, "report", None)
+        if report:
+            log.write({"event": "data", **report})
         trainer = Trainer(
             self.model, lr=t.lr, clip=t.clip, patience=t.patience, log=log, progress=progress
         )
@@ -791,9 +769,11 @@ class Syn2SemTask:
         if res.best_epoch == 0:  # no semantic epoch ran: save the model as it is
             on_best(0, {})
         train_seconds = elapsed_before + time.perf_counter() - start
-        final = {"dev": self.evaluate(dev)}
+        per_sentence: list[dict[str, Any]] = []  # counts of the dev-selected model
+        final = {"dev": self.evaluate(dev, records=per_sentence, split="dev")}
         if splits.get("test"):
-            final["test"] = self.evaluate(splits["test"])
+            final["test"] = self.evaluate(splits["test"], records=per_sentence, split="test")
+        write_sentences(per_sentence, out / SENTENCES_FILE)
         epoch_seconds = [e.seconds for e in history]
         n_sent = sum(e.sentences for e in history)
         results = {
@@ -813,6 +793,8 @@ class Syn2SemTask:
                 {"phase": e.phase, "epoch": e.epoch, "loss": e.loss, **e.metrics} for e in history
             ],
             "checkpoint": str(best_path),
+            "sentences": SENTENCES_FILE,
+            "data": summary(report or {}),
         }
         log.write({"event": "final", **{k: v for k, v in results.items() if k != "curve"}})
         atomic_write_text(json.dumps(_finite(results), indent=2) + "\n", out / "results.json")
