@@ -2,6 +2,8 @@
 
 * ``syn2sem`` (:mod:`spigot.experiments.syn2sem`): pipeline 1, every training mode over
   several seeds, with a results table and learning curves.
+* ``estimators`` (:mod:`spigot.experiments.estimators`): every registered estimator on the
+  latent-cluster task of Mihaylova et al. (2020), with the floor and ceiling controls.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-EXPERIMENTS: dict[str, str] = {"syn2sem": "spigot.experiments.syn2sem:main"}
+EXPERIMENTS: dict[str, str] = {
+    "syn2sem": "spigot.experiments.syn2sem:main",
+    "estimators": "spigot.experiments.estimators:main",
+}
 """Experiment name -> ``"module:function"`` taking the parsed command-line arguments."""
 
 
