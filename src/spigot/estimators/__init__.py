@@ -420,3 +420,6 @@ __all__ = [
     "spigot_step_size",
     "structured_argmax",
 ]
+
+# estimators in their own modules register themselves on import (after the registry exists)
+from spigot.estimators import sparsemap as _sparsemap  # noqa: E402, F401

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from spigot._validate import check_finite, check_floating
 from spigot.projections import project_simplex
+from spigot.structures._sampling import sample_categorical
 from spigot.structures.base import Structure
 
 
@@ -16,12 +17,14 @@ class Categorical(Structure):
     """One-hot vectors along the last dimension of ``scores [..., K]``.
 
     * ``argmax``: one-hot of the first maximiser; ``marginals``: softmax;
-      ``log_partition``: logsumexp; ``project``: onto the simplex (sparsemax).
+      ``log_partition``: logsumexp; ``project``: onto the simplex (sparsemax);
+      ``sample``: inverse CDF of the softmax (float64).
 
     ``lengths`` is not used (every one of the ``K`` choices is valid) and must be ``None``.
     """
 
     event_dim = 1
+    relaxed_is_marginal = True  # the simplex is conv(Z)
 
     def __repr__(self) -> str:
         return "Categorical()"
@@ -56,3 +59,7 @@ class Categorical(Structure):
 
     def _project(self, x: Tensor, lengths: Any) -> Tensor:
         return project_simplex(x, None, dim=-1)
+
+    def _sample(self, scores: Tensor, lengths: Any, k: int, generator: Any) -> Tensor:
+        """``[k, ..., K]`` one-hot draws from ``softmax(scores)``."""
+        return sample_categorical(scores, k, generator)

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from spigot.projections import project_unit_cube
 from spigot.structures._arcs import ArcFactored
+from spigot.structures._sampling import sample_bernoulli
 
 
 class DependencyGraph(ArcFactored):
@@ -21,8 +22,11 @@ class DependencyGraph(ArcFactored):
 
     * ``argmax``: the arcs with positive score (ties at 0 excluded);
     * ``marginals``: ``sigmoid(scores)``; ``log_partition``: ``sum softplus(scores)``;
-    * ``project``: clip to ``[0, 1]``, exact because the polytope is the unit cube.
+    * ``project``: clip to ``[0, 1]``, exact because the polytope is the unit cube;
+    * ``sample``: one ``Bernoulli(sigmoid(score))`` per valid arc.
     """
+
+    relaxed_is_marginal = True  # the unit cube is conv(Z)
 
     def __repr__(self) -> str:
         return "DependencyGraph()"
@@ -47,3 +51,8 @@ class DependencyGraph(ArcFactored):
     def _project(self, x: Tensor, lengths: Any) -> Tensor:
         _, mask = lengths
         return project_unit_cube(x, mask)
+
+    def _sample(self, scores: Tensor, lengths: Any, k: int, generator: Any) -> Tensor:
+        """``[k, B, n+1, n+1]``: every valid arc independently, present with ``sigmoid(s)``."""
+        _, mask = lengths
+        return sample_bernoulli(scores, mask, k, generator)

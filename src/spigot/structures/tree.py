@@ -14,6 +14,7 @@ from spigot._validate import check_lengths, check_magnitude
 from spigot.projections import project_simplex
 from spigot.structures._arcs import ArcFactored, heads_to_arcs
 from spigot.structures._logspace import matrix_tree_log_partition, tree_log_partition
+from spigot.structures._sampling import sample_nonprojective, sample_projective
 from spigot.structures.base import _Marginals
 
 
@@ -359,3 +360,20 @@ class DependencyTree(ArcFactored):
         """One simplex per modifier column over its valid heads (the paper's relaxation)."""
         _, mask = lengths
         return project_simplex(x, mask, dim=-2)
+
+    def _sample(self, scores: Tensor, lengths: Any, k: int, generator: Any) -> Tensor:
+        """``[k, B, n+1, n+1]`` exact samples (see :mod:`spigot.structures._sampling`).
+
+        Projective: forward filtering backward sampling over the compiled inside charts, one
+        inside pass per sentence then O(n^2) per sample. Non-projective: every head drawn from
+        its exact conditional marginal given the heads drawn before it (matrix-tree theorem,
+        O(n^4) per sample); single root draws the root child first from its marginal.
+        """
+        lens, mask = lengths
+        if self.projective:
+            heads = sample_projective(scores, lens, self.single_root, k, generator)
+        else:
+            heads = sample_nonprojective(scores, lens, mask, self.single_root, k, generator)
+        B, n1 = heads.shape[1], heads.shape[2]
+        z = heads_to_arcs(heads.reshape(k * B, n1), lens.repeat(k), scores)
+        return z.view(k, B, n1, n1)
