@@ -228,3 +228,20 @@ def test_gamma_sampler_has_the_gamma_moments(alpha):
     # Gamma(alpha, 1): mean = variance = alpha (5 standard errors)
     assert abs(float(x.mean()) - alpha) < 5 * (alpha / 1e5) ** 0.5
     assert abs(float(x.var()) - alpha) < 5 * (6 * alpha**2 / 1e5) ** 0.5 + 0.02 * alpha
+
+
+@pytest.mark.parametrize("structure", TREES, ids=repr)
+def test_spigot_on_the_marginal_polytope_projects_onto_the_convex_hull(structure):
+    import numpy as np
+
+    from test_marginal_polytope import qp_hull, tree_matrix
+
+    s, up, mask = instance(structure, 17)
+    for eta in (0.5, 3.0):
+        z, grad = run(structure, "spigot", s, up, eta=eta, polytope="marginal")
+        V = tree_matrix(4, structure.projective, structure.single_root)
+        mu, _ = qp_hull(V, (z[0] - eta * up[0]).reshape(-1).numpy())
+        ref = z[0] - torch.from_numpy(np.asarray(mu)).view_as(z[0])
+        torch.testing.assert_close(grad[0], torch.where(mask[0], ref, 0), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="`polytope` must be one of relaxed, marginal"):
+        spigot.structured_argmax(s, structure, polytope="exact")

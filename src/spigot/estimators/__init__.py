@@ -147,9 +147,15 @@ def _ste(s: Tensor, structure: Structure, prepared: Any, *, gamma: float) -> Ten
 
 
 def _spigot(
-    s: Tensor, structure: Structure, prepared: Any, *, eta: float | None, loss_scale: float
+    s: Tensor,
+    structure: Structure,
+    prepared: Any,
+    *,
+    eta: float | None,
+    loss_scale: float,
+    polytope: str,
 ) -> Tensor:
-    return _SpigotArgmax.apply(s, structure, prepared, eta, loss_scale)
+    return _SpigotArgmax.apply(s, structure, prepared, eta, loss_scale, polytope)
 
 
 def _marginals(s: Tensor, structure: Structure, prepared: Any) -> Tensor:
@@ -166,7 +172,11 @@ register_estimator(
 register_estimator(
     "spigot",
     _spigot,
-    options={"eta": (None, check_positive_or_none), "loss_scale": (1.0, check_positive)},
+    options={
+        "eta": (None, check_positive_or_none),
+        "loss_scale": (1.0, check_positive),
+        "polytope": ("relaxed", lambda k, v: _choice("relaxed", "marginal")(k, v)),
+    },
     summary="argmax; backward z - proj(z - eta * dL/dz) (Peng et al. 2018)",
 )
 register_estimator(

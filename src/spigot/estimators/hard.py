@@ -86,13 +86,19 @@ class _SpigotArgmax(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        scores: Tensor, structure: Structure, prepared: Any, eta: float | None, scale: float
+        scores: Tensor,
+        structure: Structure,
+        prepared: Any,
+        eta: float | None,
+        scale: float,
+        polytope: str = "relaxed",
     ) -> Tensor:
         return structure._argmax(scores.detach(), prepared)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-        _, structure, prepared, eta, scale = inputs
+        _, structure, prepared, eta, scale, *rest = inputs
+        ctx.polytope = rest[0] if rest else "relaxed"
         ctx.save_for_backward(output)
         ctx.structure = structure
         ctx.prepared = prepared
@@ -100,7 +106,7 @@ class _SpigotArgmax(torch.autograd.Function):
         ctx.scale = scale
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, None, None, None, None]:
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
         (z,) = ctx.saved_tensors
         structure: Structure = ctx.structure
         mask = structure._part_mask(ctx.prepared)
@@ -117,7 +123,11 @@ class _SpigotArgmax(torch.autograd.Function):
         with torch.no_grad():
             zw = z.to(work)
             p = zw - eta * g
-            grad = zw - structure._project(p, ctx.prepared)
+            if ctx.polytope == "marginal":  # conv(Z) itself (Mihaylova et al. 2020)
+                proj = structure._project_marginal(p, ctx.prepared)
+            else:  # the paper's relaxation
+                proj = structure._project(p, ctx.prepared)
+            grad = zw - proj
             if ctx.scale != 1.0:
                 grad = grad / ctx.scale
-        return grad.to(z.dtype), None, None, None, None
+        return grad.to(z.dtype), None, None, None, None, None
