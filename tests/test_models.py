@@ -429,3 +429,21 @@ def test_import_spigot_does_not_import_the_pipeline():
         "'spigot.experiments'))]; print(bad); assert not bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("mode", ["ste-marginals", "spigot-eg", "perturbed", "imle", "blackbox"])
+def test_every_registered_estimator_is_a_mode(sentences, mode):
+    # the semantic loss reaches the syntactic parser through the estimator; evaluation decodes
+    # the argmax tree
+    task = make_task(sentences, mode, **{"train.syntactic_weight": 0.0})
+    batch = first_batch(task, sentences)
+    task.model.train()
+    loss, _ = task.model.loss(batch, syntactic_weight=0.0)
+    loss.backward()
+    grads = [p.grad for p in task.model.syntax.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    if mode not in ("imle", "blackbox"):  # these are 0 while lam * dL/dz changes no argmax
+        assert any(float(g.abs().sum()) > 0 for g in grads)
+    pred = task.model.predict(batch)
+    heads = pred["heads"]
+    assert heads.shape == batch.words.shape

@@ -67,7 +67,18 @@ __all__ = [
     "parse_override",
 ]
 
-MODES = ("pipeline", "joint", "ste", "marginals", "spigot", "gold", "none")
+_PIPELINE_MODES = ("pipeline", "joint", "ste", "marginals", "spigot", "gold", "none")
+
+
+def _modes() -> tuple[str, ...]:
+    """Pipeline-1 modes: its own, plus every estimator registered when this module loads
+    (trained jointly, the semantic loss reaching the parser through that estimator)."""
+    from spigot.estimators import ESTIMATORS
+
+    return _PIPELINE_MODES + tuple(e for e in ESTIMATORS if e not in _PIPELINE_MODES)
+
+
+MODES = _modes()
 """Training modes of the syntactic-then-semantic pipeline.
 
 ``pipeline``, ``ste``, ``marginals`` and ``spigot`` are the estimators of

@@ -47,7 +47,7 @@ from torch import Tensor, nn
 
 from spigot.config import Syn2SemConfig, config_from_dict, dump_toml
 from spigot.data import BucketIterator, LabelVocab, Sentence, Vocab, load_glove
-from spigot.estimators import structured_argmax
+from spigot.estimators import ESTIMATORS, structured_argmax
 from spigot.metrics import AttachmentScorer, SemanticScorer
 from spigot.models.coupling import HeadFeatures, scale_gradient
 from spigot.models.diagnostics import GradNormMonitor, syntax_summary
@@ -188,6 +188,10 @@ class Syn2Sem(nn.Module):
             return structured_argmax(
                 s, self.tree, estimator="spigot", lengths=lengths, eta=self.eta, loss_scale=scale
             )
+        if self.mode in ESTIMATORS and self.training and torch.is_grad_enabled():
+            # any other registered estimator (ste-marginals, perturbed, imle, blackbox, ...),
+            # with its default options
+            return structured_argmax(s, self.tree, estimator=self.mode, lengths=lengths)
         # pipeline and joint (no gradient through z), and the hard modes at test time
         return structured_argmax(s, self.tree, estimator="pipeline", lengths=lengths)
 
