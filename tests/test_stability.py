@@ -167,7 +167,6 @@ def _mixed_batch(seed: int, batch: int = 200, n: int = 30):
 def test_padded_batches_equal_one_by_one_bitwise(projective, single_root):
     tree = spigot.DependencyTree(projective=projective, single_root=single_root)
     s, lengths = _mixed_batch(11)
-    s = s + torch.where(torch.rand(s.shape) < 0.5, 1e3, -1e3) * 0  # same values, new tensor
     z, mu, lz = tree.argmax(s, lengths), tree.marginals(s, lengths), tree.log_partition(s, lengths)
     for b in range(s.shape[0]):
         L = int(lengths[b]) + 1

@@ -79,8 +79,10 @@ def _noise(
     return (total - math.log(10.0)) / k
 
 
-def _argmax_many(structure: Structure, scores: Tensor, prepared: Any, K: int) -> Tensor:
-    """Argmax of ``[K, *shape]`` scores, as one batched call for arc structures."""
+def _argmax_each(structure: Structure, s: Tensor, prepared: Any, eps: Tensor) -> Tensor:
+    """``[K, *s.shape]``: the argmax at ``s + eps[k]`` for every ``k``, as one batched call."""
+    K = eps.shape[0]
+    scores = s.unsqueeze(0) + eps.to(s.dtype)
     if structure.event_dim == 1 and prepared is None:
         return structure._argmax(scores, prepared)
     lens, mask = prepared
@@ -110,7 +112,7 @@ class _Perturbed(torch.autograd.Function):
     ) -> Any:
         s = scores.detach()
         eps = _masked(structure, prepared, _noise(noise, (K, *s.shape), s, generator, 1.0))
-        zs = _argmax_many(structure, s.unsqueeze(0) + sigma * eps.to(s.dtype), prepared, K)
+        zs = _argmax_each(structure, s, prepared, sigma * eps)
         return zs.mean(0), zs, eps
 
     @staticmethod
@@ -152,7 +154,7 @@ class _IMLE(torch.autograd.Function):
     ) -> Any:
         s = scores.detach()
         eps = _masked(structure, prepared, tau * _noise("sog", (K, *s.shape), s, generator, k))
-        zs = _argmax_many(structure, s.unsqueeze(0) + eps.to(s.dtype), prepared, K)
+        zs = _argmax_each(structure, s, prepared, eps)
         return zs.mean(0), zs, eps
 
     @staticmethod
@@ -160,7 +162,7 @@ class _IMLE(torch.autograd.Function):
         _, zs, eps = output
         ctx.mark_non_differentiable(zs, eps)
         ctx.save_for_backward(inputs[0], zs, eps)
-        ctx.structure, ctx.prepared, ctx.K, ctx.lam = inputs[1], inputs[2], inputs[3], inputs[4]
+        ctx.structure, ctx.prepared, ctx.lam = inputs[1], inputs[2], inputs[4]
 
     @staticmethod
     def backward(ctx: Any, g: Tensor, _gz: Any, _ge: Any) -> tuple[Any, ...]:
@@ -168,7 +170,7 @@ class _IMLE(torch.autograd.Function):
         st: Structure = ctx.structure
         with torch.no_grad():
             target = _masked(st, ctx.prepared, scores.detach() - ctx.lam * g)
-            zt = _argmax_many(st, target.unsqueeze(0) + eps.to(target.dtype), ctx.prepared, ctx.K)
+            zt = _argmax_each(st, target, ctx.prepared, eps)
             grad = (zs - zt).mean(0)
         return grad, None, None, None, None, None, None, None
 
@@ -246,10 +248,10 @@ class _PerturbedFY(torch.autograd.Function):
     ) -> Any:
         s = scores.detach()
         eps = _masked(structure, prepared, _noise(noise, (K, *s.shape), s, generator, 1.0))
-        ps = s.unsqueeze(0) + sigma * eps.to(s.dtype)
-        zs = _argmax_many(structure, ps, prepared, K)
+        shift = sigma * eps.to(s.dtype)
+        zs = _argmax_each(structure, s, prepared, shift)
         dims = tuple(range(-structure.event_dim, 0))
-        value = (ps * zs).sum(dims).mean(0) - (s * target).sum(dims)
+        value = ((s + shift) * zs).sum(dims).mean(0) - (s * target).sum(dims)
         return value, zs.mean(0) - target
 
     @staticmethod

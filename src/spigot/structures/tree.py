@@ -173,7 +173,7 @@ class _NonProjectiveLogZ(torch.autograd.Function):
 
 def _compiled_vjp(
     tree: DependencyTree, scores: Tensor, lengths: Tensor, mask: Tensor, grad: Tensor
-) -> Tensor | None:
+) -> Tensor:
     """The marginals' VJP by the compiled JVP kernels of :mod:`spigot._kernels_jvp`.
 
     Sentences whose check fails are redone by autograd through the log-space recurrences.
@@ -325,9 +325,7 @@ class DependencyTree(ArcFactored):
         lens, mask = lengths
         create = torch.is_grad_enabled()
         if not create:
-            hv = _compiled_vjp(self, scores, lens, mask, grad)
-            if hv is not None:
-                return hv
+            return _compiled_vjp(self, scores, lens, mask, grad)
         return self._marginals_vjp_autograd(scores, lengths, grad, create)
 
     def _marginals_vjp_autograd(
