@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from spigot.data._text import DataError
+
 __all__ = [
     "CHECKPOINT_FORMAT",
     "DataError",
@@ -53,10 +55,6 @@ CHECKPOINT_VERSION = 1
 
 TASKS: dict[str, str] = {"syn2sem": "spigot.models.syn2sem:Syn2SemTask"}
 """Task name -> ``"module:Class"``; the class is imported only when the task is used."""
-
-
-class DataError(ValueError):
-    """The data cannot be used as asked (empty split, missing trees or graphs, ...)."""
 
 
 def get_task(name: str) -> Any:

@@ -25,6 +25,7 @@ from .conllu import (
     read_conllu,
     write_conllu,
 )
+from ._text import DataError
 from .glove import GloveStats, load_glove, read_glove
 from .propbank import (
     PropBankSentence,
@@ -76,6 +77,7 @@ __all__ = [
     "Batch",
     "BucketIterator",
     "CorpusFormatError",
+    "DataError",
     "FUNCTION_LABELS",
     "GloveStats",
     "LabelVocab",

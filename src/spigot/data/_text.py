@@ -30,6 +30,7 @@ from pathlib import Path
 __all__ = [
     "WHITESPACE",
     "CorpusFormatError",
+    "DataError",
     "is_blank",
     "iter_file_lines",
     "iter_text_lines",
@@ -44,7 +45,12 @@ WHITESPACE = " \t\r\f\v"
 _BOM = "\ufeff"
 
 
-class CorpusFormatError(ValueError):
+class DataError(ValueError):
+    """The data cannot be used as asked: a malformed file, an empty split, missing trees or
+    graphs, ... Every error of spigot's data layer is one (:class:`CorpusFormatError` too)."""
+
+
+class CorpusFormatError(DataError):
     """A corpus file is malformed.
 
     The message names the file and (when known) the 1-based line number.
