@@ -21,7 +21,7 @@ import torch
 
 from spigot.config import load_config
 from spigot.data.batching import collate
-from spigot.models.syn2sem import Syn2SemTask
+from spigot.pipelines.syn2sem.task import Syn2SemTask
 from spigot.training import seed_everything
 
 MODES = ("pipeline", "ste", "spigot", "marginals")

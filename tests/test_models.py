@@ -7,11 +7,12 @@ import dataclasses
 import pytest
 import torch
 
-from spigot.config import ConfigError, Syn2SemConfig, apply_overrides, dump_toml, load_config
+from spigot.config import ConfigError, apply_overrides, dump_toml, load_config
 from spigot.data import generate_treebank
 from spigot.models import BiLSTMEncoder, SemanticParser, SyntacticParser, word_dropout
 from spigot.models.parsers import BiaffineArcScorer, MLPArcScorer, tree_arcs
-from spigot.models.syn2sem import Syn2SemTask
+from spigot.pipelines.syn2sem.config import Syn2SemConfig
+from spigot.pipelines.syn2sem.task import Syn2SemTask
 
 TINY = {
     "model.word_dim": 8,
@@ -411,7 +412,7 @@ def test_config_round_trip_and_errors(tmp_path):
 def test_synthetic_config_file_matches_the_builtin_preset():
     from pathlib import Path
 
-    from spigot.experiments.syn2sem import quick_config
+    from spigot.pipelines.syn2sem.experiment import quick_config
 
     root = Path(__file__).resolve().parents[1]
     assert load_config(root / "configs" / "syn2sem_synthetic.toml") == quick_config()

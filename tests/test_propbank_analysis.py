@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from spigot.config import Syn2SemConfig, apply_overrides, dump_toml
-from spigot.models.syn2sem_data import GENRES
-from spigot.models.syn2sem_outputs import write_sentences
+from spigot.config import apply_overrides, dump_toml
+from spigot.pipelines.syn2sem.config import Syn2SemConfig
+from spigot.pipelines.syn2sem.data import GENRES
+from spigot.pipelines.syn2sem.outputs import write_sentences
 
 SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "results" / "propbank" / "analyze.py"
 

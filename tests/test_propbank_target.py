@@ -15,8 +15,8 @@ import pytest
 from spigot.cli import main
 from spigot.data import Sentence
 from spigot.metrics import prf
-from spigot.models.syn2sem_data import genre
-from spigot.models.syn2sem_outputs import non_tree_arcs, read_sentences, sentence_record
+from spigot.pipelines.syn2sem.data import genre
+from spigot.pipelines.syn2sem.outputs import non_tree_arcs, read_sentences, sentence_record
 
 _spec = importlib.util.spec_from_file_location(
     "propbank_fixtures", Path(__file__).parent / "data" / "test_propbank.py"

@@ -68,7 +68,7 @@ def test_train_writes_the_run_directory(run):
 
 
 def test_checkpoint_round_trip(run):
-    from spigot.models.syn2sem import Syn2SemTask
+    from spigot.pipelines.syn2sem.task import Syn2SemTask
     from spigot.training import load_checkpoint
 
     task = Syn2SemTask.from_checkpoint(load_checkpoint(run / "best.pt"))
@@ -144,7 +144,7 @@ def test_error_messages(run, tmp_path, capsys, config):
 
 def test_skip_too_long_sentences_is_counted(tmp_path, config):
     from spigot.config import load_config
-    from spigot.models.syn2sem import Syn2SemTask
+    from spigot.pipelines.syn2sem.task import Syn2SemTask
 
     cfg = load_config(config, [*TINY, "data.max_length=10", "data.on_too_long=skip"])
     splits = Syn2SemTask.load_splits(cfg)
@@ -273,7 +273,8 @@ def _interrupted_then_resumed(config, tmp_path, monkeypatch, method: str, calls:
     """Train straight, and train again killed after ``calls`` calls of ``Syn2Sem.<method>``
     then resumed; return both run directories."""
     from spigot.config import load_config
-    from spigot.models.syn2sem import Syn2Sem, Syn2SemTask
+    from spigot.pipelines.syn2sem.model import Syn2Sem
+    from spigot.pipelines.syn2sem.task import Syn2SemTask
 
     cfg = load_config(config, [*TINY, "data.batch_size=8", *sets])
     splits = Syn2SemTask.load_splits(cfg)
@@ -413,7 +414,7 @@ def test_resume_errors(config, tmp_path, capsys, run):
 
 def test_a_run_from_an_older_config_is_not_reused(tmp_path):
     from spigot.config import dump_toml
-    from spigot.experiments.syn2sem import _reusable, quick_config
+    from spigot.pipelines.syn2sem.experiment import _reusable, quick_config
 
     cfg = quick_config()
     (tmp_path / "results.json").write_text("{}")

@@ -27,7 +27,7 @@ from typing import Any
 
 __all__ = ["build_parser", "main"]
 
-EXPERIMENTS = ("syn2sem", "estimators")
+EXPERIMENTS = ("syn2sem", "sem2sent", "estimators")  # = spigot.experiments.experiment_names()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,36 +140,16 @@ def _print_metrics(name: str, metrics: dict[str, Any]) -> None:
 
 
 def _load_task(checkpoint: str) -> Any:
-    from spigot.training import get_task, load_checkpoint
+    from spigot.pipelines import task_class
+    from spigot.training import load_checkpoint
 
     payload = load_checkpoint(checkpoint)
-    return get_task(payload.get("task", "syn2sem")).from_checkpoint(payload)
-
-
-def _load_data(task: Any, spec: str) -> list[Any]:
-    from spigot.models.syn2sem import read_corpus
-
-    if spec.startswith("synthetic:"):
-        split = spec.split(":", 1)[1]
-        if split not in ("train", "dev", "test"):
-            raise ValueError(
-                f"--data {spec!r}: use synthetic:train, synthetic:dev or synthetic:test"
-            )
-        cfg = task.config
-        if cfg.data.source != "synthetic":
-            import dataclasses
-
-            cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source="synthetic"))
-        sents = task.load_splits(cfg)[split]
-        if not sents:
-            raise ValueError(f"--data {spec!r}: the split is empty in this config")
-        return sents
-    return read_corpus(spec, task.config.data)
+    return task_class(payload.get("task", "syn2sem")).from_checkpoint(payload)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from spigot.config import load_config
-    from spigot.training import get_task
+    from spigot.pipelines import task_class
 
     if args.resume:
         out = Path(args.resume)
@@ -184,7 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, args.set)
         stem = Path(args.config).stem
         out = Path(args.out or Path("runs") / f"{stem}-{cfg.mode}-seed{cfg.seed}")
-    task_cls = get_task(cfg.task)
+    task_cls = task_class(cfg.task)
     splits = task_cls.load_splits(cfg)
     print(
         f"spigot train: task {cfg.task}, mode {cfg.mode}, seed {cfg.seed}; "
@@ -208,7 +188,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     task = _load_task(args.checkpoint)
-    sents = _load_data(task, args.data)
+    sents = task.read_data(args.data)
     warning = task.warn_unknown_labels(sents, args.data)
     metrics = task.evaluate(sents, progress=not args.no_progress)
     if args.json:
@@ -224,18 +204,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from spigot.data import write_conllu, write_sdp
-    from spigot.models.syn2sem import is_sdp_path
-
     task = _load_task(args.checkpoint)
-    sents = _load_data(task, args.data)
-    sdp = is_sdp_path(args.data)
-    preds = task.predict(sents, sdp=sdp, progress=not args.no_progress)
+    sents = task.read_data(args.data)
     out = Path(args.output)
     if out.parent != Path(""):
         out.parent.mkdir(parents=True, exist_ok=True)
-    (write_sdp if sdp else write_conllu)(preds, out)
-    print(f"wrote {len(preds)} sentences to {out} ({'SDP' if sdp else 'CoNLL-U'})")
+    print(task.write_predictions(sents, args.data, out, progress=not args.no_progress))
     return 0
 
 

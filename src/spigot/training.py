@@ -8,14 +8,12 @@ dev metric (higher is better), writes the best checkpoint atomically and stops e
 times (e.g. syntactic pre-training, then joint training), each call with its own parameters,
 loss and selection metric.
 
-Tasks (pipelines) are registered by name in :data:`TASKS` so that the command line can build
-them from a config's ``task`` key.
+The pipelines that use it are registered in :mod:`spigot.pipelines`.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import math
 import os
@@ -39,12 +37,10 @@ __all__ = [
     "EpochStats",
     "FitResult",
     "JsonlLog",
-    "TASKS",
     "Trainer",
     "atomic_torch_save",
     "atomic_write_bytes",
     "atomic_write_text",
-    "get_task",
     "load_checkpoint",
     "seed_everything",
     "set_threads",
@@ -52,17 +48,6 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "spigot-checkpoint"
 CHECKPOINT_VERSION = 1
-
-TASKS: dict[str, str] = {"syn2sem": "spigot.models.syn2sem:Syn2SemTask"}
-"""Task name -> ``"module:Class"``; the class is imported only when the task is used."""
-
-
-def get_task(name: str) -> Any:
-    """The task class registered as ``name`` (imported lazily)."""
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
-    module, _, cls = TASKS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)
 
 
 def set_threads(n: int) -> None:

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from spigot.experiments.syn2sem import format_table, plot_curves, summarize
+from spigot.pipelines.syn2sem.experiment import format_table, plot_curves, summarize
 
 
 def main() -> None:

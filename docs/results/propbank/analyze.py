@@ -7,7 +7,7 @@
 ``spigot experiment syn2sem --config configs/syn2sem_propbank.toml``, in the experiment's
 layout (``<mode>[-eta<eta>]/seed<seed>/`` and ``pretrain/seed<seed>/``), each with its resolved
 ``config.toml``, ``metrics.jsonl``, ``results.json`` and ``sentences.jsonl.gz`` (per-sentence
-counts, :mod:`spigot.models.syn2sem_outputs`); no weights. ``--collect DIR`` first copies
+counts, :mod:`spigot.pipelines.syn2sem.outputs`); no weights. ``--collect DIR`` first copies
 exactly these files from an experiment's output directory ``DIR`` into ``RUNS``.
 
 The script recomputes every score from the per-sentence counts, checks them against each
@@ -53,8 +53,8 @@ from spigot.experiments.significance import (
     score,
     seed_differences,
 )
-from spigot.models.syn2sem_data import GENRES
-from spigot.models.syn2sem_outputs import SENTENCES_FILE, read_sentences
+from spigot.pipelines.syn2sem.data import GENRES
+from spigot.pipelines.syn2sem.outputs import SENTENCES_FILE, read_sentences
 
 ARTIFACTS = ("config.toml", "metrics.jsonl", "results.json", SENTENCES_FILE)
 """The files of a run directory that are committed (no checkpoints)."""

@@ -1,4 +1,4 @@
-"""The runs of ``spigot experiment syn2sem``: modes, seeds per mode, and dev grids.
+"""The runs of ``spigot experiment NAME``: modes, seeds per mode, and dev grids.
 
 A config file may carry the whole protocol of an experiment in an ``[experiment]`` table, which
 ``spigot train`` ignores (``configs/syn2sem_propbank.toml``)::
@@ -18,8 +18,8 @@ A config file may carry the whole protocol of an experiment in an ``[experiment]
 Every (mode, eta) pair of a grid is a *variant*, trained with each of the mode's seeds in
 ``OUT/<mode>-eta<eta>/seed<seed>``; a mode without a grid has one variant, in
 ``OUT/<mode>/seed<seed>``. After training, :func:`select` keeps for each mode the variant with
-the best dev labeled F1 averaged over its seeds (ties: the first in grid order): test scores
-play no part in the choice.
+the best dev score (labeled F1 for ``syn2sem``, accuracy for ``sem2sent``) averaged over its
+seeds (ties: the first in grid order): test scores play no part in the choice.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spigot.config import EXPERIMENT_TABLE, MODES, ConfigError, tomllib
+from spigot.config import EXPERIMENT_TABLE, ConfigError, tomllib
 
 __all__ = [
     "DEFAULT_MODES",
@@ -80,9 +80,12 @@ class ExperimentPlan:
     seeds: tuple[int, ...] = DEFAULT_SEEDS
     mode_seeds: dict[str, int] = field(default_factory=dict)
     eta_grid: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    valid_modes: tuple[str, ...] = ()
 
     def validate(self) -> ExperimentPlan:
-        """Check the plan; raise :class:`~spigot.config.ConfigError` naming the problem."""
+        """Check the plan against :attr:`valid_modes` (empty: pipeline 1's modes); raise
+        :class:`~spigot.config.ConfigError` naming the problem."""
+        MODES = self.valid_modes or _syn2sem_modes()  # noqa: N806
         modes = list(self.modes)
         unknown = [m for m in modes if m not in MODES]
         if not modes or unknown or len(set(modes)) != len(modes):
@@ -124,8 +127,15 @@ class ExperimentPlan:
         return out
 
 
-def plan_from_dict(table: Mapping[str, Any]) -> ExperimentPlan:
-    """An :class:`ExperimentPlan` from the ``[experiment]`` table of a config file."""
+def _syn2sem_modes() -> tuple[str, ...]:
+    from spigot.pipelines.syn2sem.config import MODES
+
+    return MODES
+
+
+def plan_from_dict(table: Mapping[str, Any], valid_modes: Sequence[str] = ()) -> ExperimentPlan:
+    """An :class:`ExperimentPlan` from the ``[experiment]`` table of a config file, its modes
+    checked against ``valid_modes`` (empty: pipeline 1's)."""
     known = {"modes", "seeds", "mode_seeds", "eta_grid"}
     unknown = sorted(set(table) - known)
     if unknown:
@@ -133,7 +143,7 @@ def plan_from_dict(table: Mapping[str, Any]) -> ExperimentPlan:
             f"unknown key(s) in [experiment]: {', '.join(unknown)}; "
             f"known: {', '.join(sorted(known))}"
         )
-    plan = ExperimentPlan()
+    plan = ExperimentPlan(valid_modes=tuple(valid_modes))
     if "modes" in table:
         plan.modes = tuple(_list(table["modes"], str, "experiment.modes"))
     if "seeds" in table:
@@ -167,7 +177,7 @@ def _list(value: Any, typ: type, key: str) -> list[Any]:
     return value
 
 
-def read_plan(path: str | Path) -> ExperimentPlan | None:
+def read_plan(path: str | Path, valid_modes: Sequence[str] = ()) -> ExperimentPlan | None:
     """The plan in the ``[experiment]`` table of the TOML file at ``path`` (``None``: none)."""
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
@@ -178,23 +188,25 @@ def read_plan(path: str | Path) -> ExperimentPlan | None:
         return None
     if not isinstance(table, Mapping):
         raise ConfigError(f"{path}: [{EXPERIMENT_TABLE}] must be a table")
-    return plan_from_dict(table)
+    return plan_from_dict(table, valid_modes)
 
 
-def _mean_dev_lf(runs: Sequence[Mapping[str, Any]]) -> float:
-    vals = [(r.get("dev") or {}).get("lf") for r in runs]
+def _mean_dev(runs: Sequence[Mapping[str, Any]], metric: str) -> float:
+    vals = [(r.get("dev") or {}).get(metric) for r in runs]
     vals = [float(v) for v in vals if v is not None and not math.isnan(float(v))]
     return sum(vals) / len(vals) if vals else -math.inf
 
 
 def select(
-    variants: Sequence[Variant], results: Mapping[str, Sequence[Mapping[str, Any]]]
+    variants: Sequence[Variant],
+    results: Mapping[str, Sequence[Mapping[str, Any]]],
+    metric: str = "lf",
 ) -> dict[str, Variant]:
-    """For each mode, the variant with the best mean dev LF over its runs (``results``: run
-    results by variant label); ties go to the first variant in order."""
+    """For each mode, the variant with the best mean dev ``metric`` over its runs
+    (``results``: run results by variant label); ties go to the first variant in order."""
     best: dict[str, tuple[float, Variant]] = {}
     for v in variants:
-        score = _mean_dev_lf(results.get(v.label, ()))
+        score = _mean_dev(results.get(v.label, ()), metric)
         if v.mode not in best or score > best[v.mode][0]:
             best[v.mode] = (score, v)
     return {mode: v for mode, (_, v) in best.items()}

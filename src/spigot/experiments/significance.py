@@ -2,7 +2,7 @@
 
 The unit is the sentence. Each system's output on each sentence is given as counts, so that
 the score of any multiset of sentences is the score of the summed counts, as the corpus-level
-metrics compute it (:mod:`spigot.metrics`, :mod:`spigot.models.syn2sem_outputs`):
+metrics compute it (:mod:`spigot.metrics`, :mod:`spigot.pipelines.syn2sem.outputs`):
 
 * ``[..., 3]`` counts ``(correct, predicted, gold)`` give an F1 (LF, UF): ``2c / (p + g)``,
   0 when ``p + g = 0``;

@@ -1,10 +1,12 @@
-"""Neural models of spigot's NLP pipelines (imported on demand: ``import spigot`` does not).
+"""The neural building blocks that spigot's pipelines share (imported on demand: ``import
+spigot`` does not). The pipelines themselves are in :mod:`spigot.pipelines`.
 
 * :mod:`spigot.models.encoder`: embeddings with word dropout and a BiLSTM;
 * :mod:`spigot.models.parsers`: MLP / biaffine arc scorers, a graph-based syntactic tree
   parser (structured hinge or tree CRF loss) and an arc-factored semantic graph parser;
-* :mod:`spigot.models.syn2sem`: pipeline 1, syntactic-then-semantic parsing coupled through
-  a hard tree (:class:`Syn2Sem`) and its task wrapper (:class:`Syn2SemTask`).
+* :mod:`spigot.models.coupling`: the head features ``sum_j z[j, i] W x_j`` through which a
+  structure feeds the next layer, and the straight-through gradient scale;
+* :mod:`spigot.models.diagnostics`: gradient norms per loss (the STE diagnosis).
 """
 
 from spigot.models.encoder import BiLSTMEncoder, word_dropout
@@ -16,15 +18,12 @@ from spigot.models.parsers import (
     make_scorer,
     tree_arcs,
 )
-from spigot.models.syn2sem import Syn2Sem, Syn2SemTask
 
 __all__ = [
     "BiLSTMEncoder",
     "BiaffineArcScorer",
     "MLPArcScorer",
     "SemanticParser",
-    "Syn2Sem",
-    "Syn2SemTask",
     "SyntacticParser",
     "make_scorer",
     "tree_arcs",

@@ -20,9 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spigot.config import COUPLINGS
-
-__all__ = ["COUPLINGS", "HeadFeatures", "scale_gradient"]
+__all__ = ["HeadFeatures", "scale_gradient"]
 
 
 class HeadFeatures(nn.Linear):

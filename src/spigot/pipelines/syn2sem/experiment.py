@@ -1,6 +1,6 @@
 """``spigot experiment syn2sem``: every training mode over several seeds, one results table.
 
-Each (mode, seed) run trains a :class:`~spigot.models.syn2sem.Syn2SemTask` in
+Each (mode, seed) run trains a :class:`~spigot.pipelines.syn2sem.task.Syn2SemTask` in
 ``OUT/<mode>/seed<seed>/`` (config, JSONL log, best checkpoint, results, per-sentence scores);
 a mode with a ``train.eta`` grid has one directory per value, ``OUT/<mode>-eta<eta>/``, and the
 value with the best mean dev LF is its row (:mod:`spigot.experiments.plan`, which also reads
@@ -28,7 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from spigot.config import Syn2SemConfig, apply_overrides, config_from_dict, load_config
+from spigot.config import apply_overrides, config_from_dict, load_config
 from spigot.experiments.plan import (
     DEFAULT_MODES,
     DEFAULT_SEEDS,
@@ -38,6 +38,7 @@ from spigot.experiments.plan import (
     select,
 )
 from spigot.experiments.plots import plot_curves
+from spigot.pipelines.syn2sem.config import Syn2SemConfig
 
 __all__ = [
     "DEFAULT_MODES",
@@ -86,7 +87,7 @@ def _run_one(
     With ``resume``, a run interrupted in ``out_dir`` with the same config continues from its
     ``last.pt``; otherwise the run starts from scratch.
     """
-    from spigot.models.syn2sem import Syn2SemTask
+    from spigot.pipelines.syn2sem.task import Syn2SemTask
 
     logging.getLogger("spigot").setLevel(logging.INFO if progress else logging.WARNING)
     cfg = config_from_dict(cfg_dict, Syn2SemConfig)

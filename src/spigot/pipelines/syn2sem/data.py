@@ -11,7 +11,7 @@
 
 :func:`load_splits` returns the splits as a :class:`Splits` mapping whose :attr:`Splits.report`
 says, per split, how many sentences were read, kept and skipped and why;
-:meth:`spigot.models.syn2sem.Syn2SemTask.fit` writes it to the run's log (a ``data`` record)
+:meth:`spigot.pipelines.syn2sem.task.Syn2SemTask.fit` writes it to the run's log (a ``data`` record)
 and ``results.json``.
 """
 
@@ -21,7 +21,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from spigot.config import Syn2SemConfig
 from spigot.data import (
     PropBankStats,
     ReadStats,
@@ -33,6 +32,7 @@ from spigot.data import (
     synthetic_splits,
 )
 from spigot.data.propbank import PropBankIndex
+from spigot.pipelines.syn2sem.config import Syn2SemConfig
 from spigot.training import DataError
 
 __all__ = ["GENRES", "Splits", "genre", "is_sdp_path", "load_splits", "read_corpus", "summary"]

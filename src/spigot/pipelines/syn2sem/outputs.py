@@ -1,6 +1,6 @@
 """Per-sentence scores of a pipeline-1 run, for significance tests and breakdowns.
 
-At the end of training, :meth:`spigot.models.syn2sem.Syn2SemTask.fit` scores the dev and test
+At the end of training, :func:`spigot.pipelines.syn2sem.fit.fit` scores the dev and test
 sentences with the dev-selected model and writes one record per sentence to
 ``sentences.jsonl.gz`` in the run directory (:data:`SENTENCES_FILE`). A record holds counts,
 not scores, so that any subset or resample of sentences gives its exact corpus-level LF, UF and
@@ -14,7 +14,7 @@ key               value
 ``split``         ``"dev"`` or ``"test"``
 ``i``             index of the sentence in its split (as read, after alignment)
 ``sent_id``       the sentence id (``None`` if it has none)
-``genre``         :func:`spigot.models.syn2sem_data.genre` of the id (EWT: ``answers`` ...)
+``genre``         :func:`spigot.pipelines.syn2sem.data.genre` of the id (EWT: ``answers`` ...)
 ``words``         words of the sentence
 ``gold``          gold arcs (labeled; SDP 2015 scorer: top arcs count, their labels do not)
 ``pred``          predicted arcs
@@ -32,7 +32,7 @@ key               value
 ================  ==============================================================================
 
 Sentences skipped for being longer than ``data.max_length`` are not scored, as in
-:meth:`~spigot.models.syn2sem.Syn2SemTask.evaluate`, and have no record. The file is gzip with
+``Syn2SemTask.evaluate``, and have no record. The file is gzip with
 a zero time stamp, so the same scores give the same bytes.
 """
 
@@ -48,7 +48,7 @@ from typing import Any
 
 from spigot.data import Arc, Sentence
 from spigot.metrics import AttachmentScorer, SemanticScorer
-from spigot.models.syn2sem_data import genre
+from spigot.pipelines.syn2sem.data import genre
 from spigot.training import atomic_write_bytes
 
 __all__ = [

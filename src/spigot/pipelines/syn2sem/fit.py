@@ -1,0 +1,222 @@
+"""Training of pipeline 1: the syntactic stage, then the semantic (or joint) stage.
+
+:func:`fit` is :meth:`Syn2SemTask.fit <spigot.pipelines.syn2sem.task.Syn2SemTask.fit>`; the
+epoch loop, early stopping and resume are the shared :class:`spigot.training.Trainer`'s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from spigot.config import dump_toml
+from spigot.data import Sentence
+from spigot.models.diagnostics import syntax_summary
+from spigot.pipelines.base import write_results
+from spigot.pipelines.syn2sem.data import summary
+from spigot.pipelines.syn2sem.outputs import SENTENCES_FILE, write_sentences
+from spigot.training import (
+    DataError,
+    EpochStats,
+    JsonlLog,
+    Trainer,
+    atomic_torch_save,
+    atomic_write_text,
+    seed_everything,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spigot.pipelines.syn2sem.task import Syn2SemTask
+
+__all__ = ["fit"]
+
+logger = logging.getLogger("spigot")
+
+
+def fit(
+    task: Syn2SemTask,
+    splits: dict[str, list[Sentence]],
+    out_dir: str | os.PathLike,
+    *,
+    progress: bool | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Train ``task`` with its config's mode; write the run directory; return the results.
+
+    The run directory gets ``config.toml``, ``metrics.jsonl`` (one record per epoch plus
+    the final scores, and a ``data`` record with what reading the files skipped),
+    ``best.pt`` (best dev labeled F1, written atomically), ``syntax.pt`` (the syntactic
+    parser after the syntactic stage, if one ran), ``results.json`` and
+    ``sentences.jsonl.gz`` (per-sentence counts of the dev and test scores of the best
+    model, :mod:`spigot.pipelines.syn2sem.outputs`). While the run is in progress,
+    ``last.pt`` holds everything needed to continue it after a crash or a kill (written
+    atomically after every epoch and removed at the end).
+
+    Args:
+        splits: ``{"train", "dev", "test"}`` sentences (a
+            :class:`~spigot.pipelines.syn2sem.data.Splits` adds its report to the log).
+        out_dir: the run directory.
+        progress: progress bars (default: ``train.progress``).
+        resume: continue the interrupted run in ``out_dir`` from its ``last.pt``, which
+            must have been written with the same config; the result is the same as if the
+            run had never stopped.
+    """
+    cfg, t = task.config, task.config.train
+    progress = t.progress if progress is None else progress
+    out = Path(out_dir)
+    last_path = out / "last.pt"
+    state: dict[str, Any] | None = None
+    if resume:
+        state = task.resume_state(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(dump_toml(cfg), out / "config.toml")
+    log = JsonlLog(out / "metrics.jsonl", append=state is not None)
+    seed_everything(cfg.seed)
+    train_it = task.batches(splits["train"], train=True)
+    if train_it.n_skipped:
+        logger.warning(
+            "skipped %d training sentences longer than data.max_length=%d",
+            train_it.n_skipped,
+            cfg.data.max_length,
+        )
+    if not train_it.kept:
+        raise DataError("no training sentence is left after the length filter")
+    for name in ("dev", "test"):
+        task.warn_unknown_labels(splits.get(name) or [], name)
+    dev = splits["dev"]
+    n_params = sum(p.numel() for p in task.model.parameters())
+    log.write(
+        {
+            "event": "start",
+            "resumed": state is not None,
+            "task": task.name,
+            "mode": cfg.mode,
+            "seed": cfg.seed,
+            "n_train": len(train_it.kept),
+            "n_dev": len(dev),
+            "n_test": len(splits.get("test") or []),
+            "n_skipped_train": train_it.n_skipped,
+            "n_parameters": n_params,
+            "vocab_sizes": {k: len(v) for k, v in task.vocabs.items()},
+        }
+    )
+    report = getattr(splits, "report", None)
+    if report:
+        log.write({"event": "data", **report})
+    trainer = Trainer(
+        task.model, lr=t.lr, clip=t.clip, patience=t.patience, log=log, progress=progress
+    )
+    history: list[Any] = []
+    start = time.perf_counter()
+    phase = "semantics" if cfg.mode in ("pipeline", "none") else "joint"
+    # a run resumed in its second stage has its first stage's history in the state
+    done_before: list[dict[str, Any]] = state["stage_history"] if state else []
+    resume_stage = state["trainer"]["phase"] if state else None
+    elapsed_before = state["elapsed"] if state else 0.0
+
+    monitor = task.model.grad_monitor
+
+    def on_epoch(stage_history: list[Any]) -> Callable[[dict[str, Any]], None]:
+        def save(trainer_state: dict[str, Any]) -> None:
+            if monitor is not None:
+                e = {k: trainer_state[k] for k in ("phase", "epoch")}
+                log.write({"event": "grad_norms", **e, **monitor.summary()})
+            payload = task.resume_payload(
+                trainer=trainer_state,
+                stage_history=[dataclasses.asdict(e) for e in stage_history],
+                elapsed=elapsed_before + time.perf_counter() - start,
+            )
+            atomic_torch_save(payload, last_path)
+
+        return save
+
+    if t.init_syntax and cfg.mode != "none" and state is None:
+        task.load_syntax(t.init_syntax)
+        log.write({"event": "init_syntax", "path": t.init_syntax})
+    # stage 1: syntax alone (pipeline stage 1, or pre-training of the joint modes)
+    n_syntax = cfg.syntactic_epochs()
+    if resume_stage == phase:  # the syntactic stage had finished
+        history.extend(EpochStats(**e) for e in done_before)
+    elif n_syntax > 0:
+        syntax_trainer = Trainer(
+            task.model,
+            lr=t.lr,
+            clip=t.clip,
+            patience=t.pretrain_patience,
+            log=log,
+            progress=progress,
+        )
+        res = syntax_trainer.fit(
+            train_it,
+            lambda b: task.model.syntactic_loss(b, t.syntactic_loss),
+            lambda: task.evaluate(dev, semantics=False),
+            epochs=n_syntax,
+            select="uas",
+            phase="syntax",
+            parameters=task.model.syntax.parameters(),
+            on_epoch=on_epoch([]),
+            resume=state["trainer"] if state else None,
+        )
+        history.extend(res.history)
+        # the best syntactic parser, reusable by other runs through train.init_syntax
+        task.save(out / "syntax.pt", epoch=res.best_epoch, phase="syntax", dev=res.best_metrics)
+        log.write({"event": "syntax_stage", **syntax_summary(res.history, n_syntax)})
+    if cfg.mode == "pipeline":
+        task.model.freeze_syntax()
+    # stage 2: semantics (joint with syntax except in pipeline / none / gold-without-loss)
+    best_path = out / "best.pt"
+
+    def on_best(epoch: int, metrics: Any) -> None:
+        task.save(best_path, epoch=epoch, phase=phase, dev=dict(metrics))
+
+    res = trainer.fit(
+        train_it,
+        lambda b: task.model.loss(b, t.syntactic_loss, t.syntactic_weight),
+        lambda: task.evaluate(dev),
+        epochs=t.epochs,
+        select="lf",
+        phase=phase,
+        on_best=on_best,
+        on_epoch=on_epoch(list(history)),
+        resume=state["trainer"] if resume_stage == phase else None,
+    )
+    history.extend(res.history)
+    if res.best_epoch == 0:  # no semantic epoch ran: save the model as it is
+        on_best(0, {})
+    train_seconds = elapsed_before + time.perf_counter() - start
+    per_sentence: list[dict[str, Any]] = []  # counts of the dev-selected model
+    final = {"dev": task.evaluate(dev, records=per_sentence, split="dev")}
+    if splits.get("test"):
+        final["test"] = task.evaluate(splits["test"], records=per_sentence, split="test")
+    write_sentences(per_sentence, out / SENTENCES_FILE)
+    epoch_seconds = [e.seconds for e in history]
+    n_sent = sum(e.sentences for e in history)
+    results = {
+        "task": task.name,
+        "mode": cfg.mode,
+        "seed": cfg.seed,
+        "best_epoch": res.best_epoch,
+        "stopped_early": res.stopped_early,
+        "dev": final["dev"],
+        "test": final.get("test"),
+        "epochs_run": len(history),
+        "syntax_stage": syntax_summary(history, n_syntax) if n_syntax > 0 else None,
+        "seconds_per_epoch": sum(epoch_seconds) / len(epoch_seconds) if history else 0.0,
+        "sentences_per_second": n_sent / sum(epoch_seconds) if history else 0.0,
+        "train_seconds": train_seconds,
+        "curve": [
+            {"phase": e.phase, "epoch": e.epoch, "loss": e.loss, **e.metrics} for e in history
+        ],
+        "checkpoint": str(best_path),
+        "sentences": SENTENCES_FILE,
+        "data": summary(report or {}),
+    }
+    log.write({"event": "final", **{k: v for k, v in results.items() if k != "curve"}})
+    write_results(results, out / "results.json")
+    last_path.unlink(missing_ok=True)
+    return results
