@@ -414,7 +414,8 @@ def test_resume_errors(config, tmp_path, capsys, run):
 
 def test_a_run_from_an_older_config_is_not_reused(tmp_path):
     from spigot.config import dump_toml
-    from spigot.pipelines.syn2sem.experiment import _reusable, quick_config
+    from spigot.experiments.runner import reusable as _reusable
+    from spigot.pipelines.syn2sem.experiment import quick_config
 
     cfg = quick_config()
     (tmp_path / "results.json").write_text("{}")

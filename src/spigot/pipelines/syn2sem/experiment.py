@@ -16,15 +16,11 @@ depend on ``jobs``.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +34,7 @@ from spigot.experiments.plan import (
     select,
 )
 from spigot.experiments.plots import plot_curves
+from spigot.experiments.runner import cell, execute, get, mean_sd, plural, to_csv
 from spigot.pipelines.syn2sem.config import Syn2SemConfig
 
 __all__ = [
@@ -79,46 +76,6 @@ def quick_config() -> Syn2SemConfig:
     return apply_overrides(Syn2SemConfig(), QUICK_SYNTHETIC)
 
 
-def _run_one(
-    cfg_dict: dict[str, Any], out_dir: str, progress: bool, resume: bool = True
-) -> dict[str, Any]:
-    """Train one (mode, seed) run; executed in a worker process.
-
-    With ``resume``, a run interrupted in ``out_dir`` with the same config continues from its
-    ``last.pt``; otherwise the run starts from scratch.
-    """
-    from spigot.pipelines.syn2sem.task import Syn2SemTask
-
-    logging.getLogger("spigot").setLevel(logging.INFO if progress else logging.WARNING)
-    cfg = config_from_dict(cfg_dict, Syn2SemConfig)
-    splits = Syn2SemTask.load_splits(cfg)
-    task = Syn2SemTask.from_config(cfg, splits["train"])
-    can_resume = False
-    if resume and (Path(out_dir) / "last.pt").is_file():
-        try:
-            task.resume_state(out_dir)
-            can_resume = True
-        except ValueError as exc:
-            logger.warning("%s: starting again (%s)", out_dir, exc)
-    return task.fit(splits, out_dir, progress=progress, resume=can_resume)
-
-
-def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
-    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    if not vals:
-        return float("nan"), float("nan")
-    m = sum(vals) / len(vals)
-    if len(vals) < 2:
-        return m, 0.0
-    return m, math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
-
-
-def _get(res: dict[str, Any], split: str, key: str) -> float:
-    part = res.get(split) or {}
-    v = part.get(key)
-    return float("nan") if v is None else float(v)
-
-
 COLUMNS = (
     ("dev_lf", "dev LF", 100.0),
     ("test_lf", "test LF", 100.0),
@@ -134,25 +91,19 @@ def summarize(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     rows = []
     for mode, runs in results.items():
         values = {
-            "dev_lf": [_get(r, "dev", "lf") for r in runs],
-            "test_lf": [_get(r, "test", "lf") for r in runs],
-            "dev_uas": [_get(r, "dev", "uas") for r in runs],
-            "test_uas": [_get(r, "test", "uas") for r in runs],
+            "dev_lf": [get(r, "dev", "lf") for r in runs],
+            "test_lf": [get(r, "test", "lf") for r in runs],
+            "dev_uas": [get(r, "dev", "uas") for r in runs],
+            "test_uas": [get(r, "test", "uas") for r in runs],
             "sec_per_epoch": [r["seconds_per_epoch"] for r in runs],
             "sent_per_sec": [r["sentences_per_second"] for r in runs],
         }
         row: dict[str, Any] = {"mode": mode, "n_seeds": len(runs)}
         for key, _, scale in COLUMNS:
-            m, sd = _mean_sd(values[key])
+            m, sd = mean_sd(values[key])
             row[f"{key}_mean"], row[f"{key}_sd"] = m * scale, sd * scale
         rows.append(row)
     return rows
-
-
-def _cell(m: float, sd: float, digits: int) -> str:
-    if math.isnan(m):
-        return "–"
-    return f"{m:.{digits}f} ± {sd:.{digits}f}"
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -163,56 +114,15 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         cells = [r["mode"], str(r["n_seeds"])]
         for key, _, _ in COLUMNS:
             digits = 0 if key == "sent_per_sec" else (2 if key == "sec_per_epoch" else 1)
-            cells.append(_cell(r[f"{key}_mean"], r[f"{key}_sd"], digits))
+            cells.append(cell(r[f"{key}_mean"], r[f"{key}_sd"], digits))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _csv(rows: Sequence[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    if rows:
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-    return buf.getvalue()
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _expected_epochs(cfg: dict[str, Any]) -> int:
     """Training epochs a run will do at most (fewer if it stops early)."""
     c = config_from_dict(cfg, Syn2SemConfig)
     return c.syntactic_epochs() + c.train.epochs
-
-
-def _epochs_logged(run_dir: Path) -> int:
-    """How many epoch records the run's ``metrics.jsonl`` holds so far."""
-    try:
-        text = (run_dir / "metrics.jsonl").read_text(encoding="utf-8")
-    except OSError:
-        return 0
-    return text.count('"event": "epoch"')
-
-
-def _reusable(run_dir: Path, cfg_dict: dict[str, Any]) -> dict[str, Any] | None:
-    """The results of a finished run in ``run_dir`` if it ran with exactly ``cfg_dict``.
-
-    The run's ``config.toml`` is compared as written, every key included: a file from an
-    older spigot that lacks a newer key does not count as that key's current default.
-    """
-    from spigot.config import tomllib
-
-    res_path, cfg_path = run_dir / "results.json", run_dir / "config.toml"
-    if not (res_path.is_file() and cfg_path.is_file()):
-        return None
-    try:
-        if tomllib.loads(cfg_path.read_text(encoding="utf-8")) != cfg_dict:
-            return None
-        return json.loads(res_path.read_text(encoding="utf-8"))
-    except (ValueError, OSError):
-        return None
 
 
 def run_experiment(
@@ -280,69 +190,9 @@ def run_experiment(
             run_dir = str(out / v.dirname / f"seed{seed}")
             runs.append((v.label, seed))
             jobs_plan.append(((v.label, seed), cfg.to_dict(), run_dir, after))
-    results: dict[str, list[dict[str, Any]]] = {v.label: [] for v in variants}
-    done: dict[tuple[str, int], dict[str, Any]] = {}
-    if reuse:
-        for key, cfg_dict, run_dir, _ in jobs_plan:
-            old = _reusable(Path(run_dir), cfg_dict)
-            if old is not None:
-                logger.info("reusing the finished run in %s", run_dir)
-                done[key] = old
-    todo = [j for j in jobs_plan if j[0] not in done]
     expected = {key: _expected_epochs(cfg_dict) for key, cfg_dict, _, _ in jobs_plan}
-    counted = {key: expected[key] if key in done else 0 for key in expected}
-    bar: Any = None
-    if progress:  # one step per training epoch of any run, finished runs included
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=sum(expected.values()),
-            initial=sum(counted.values()),
-            desc="epochs",
-            unit="epoch",
-            dynamic_ncols=True,
-        )
-
-    def advance(key: tuple[str, int], n: int) -> None:
-        n = min(n, expected[key])
-        if bar is not None and n > counted[key]:
-            bar.update(n - counted[key])
-        counted[key] = max(counted[key], n)
-
-    def finished(key: tuple[str, int], res: dict[str, Any]) -> None:
-        done[key] = res
-        advance(key, expected[key])
-        if bar is not None:
-            bar.set_postfix_str(f"{len(done)}/{len(jobs_plan)} runs, last {key[0]}/seed{key[1]}")
-
-    if jobs <= 1:
-        for key, cfg_dict, run_dir, _ in todo:  # pre-training jobs come first in the plan
-            finished(key, _run_one(cfg_dict, run_dir, progress, reuse))
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import FIRST_COMPLETED, wait
-
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-            running: dict[Any, tuple[str, int]] = {}
-            waiting = list(todo)
-            dirs = {key: Path(run_dir) for key, _, run_dir, _ in todo}
-            while waiting or running:
-                ready = [j for j in waiting if j[3] is None or j[3] in done]
-                for job in ready:
-                    waiting.remove(job)
-                    key, cfg_dict, run_dir, _ = job
-                    running[pool.submit(_run_one, cfg_dict, run_dir, False, reuse)] = key
-                if not running:
-                    missing = sorted({j[3] for j in waiting if j[3] is not None})
-                    raise RuntimeError(f"jobs wait for runs that never finished: {missing}")
-                finished_now, _ = wait(running, timeout=5.0, return_when=FIRST_COMPLETED)
-                for fut in finished_now:
-                    finished(running.pop(fut), fut.result())
-                if bar is not None:  # the workers show no bars: follow their logs
-                    for key in running.values():
-                        advance(key, _epochs_logged(dirs[key]))
-    if bar is not None:
-        bar.close()
+    done = execute(jobs_plan, expected=expected, jobs=jobs, progress=progress, reuse=reuse)
+    results: dict[str, list[dict[str, Any]]] = {v.label: [] for v in variants}
     for label, seed in runs:
         results[label].append(done[(label, seed)])
     wall = time.perf_counter() - start
@@ -375,9 +225,9 @@ def run_experiment(
         )
     if pretrain:
         pre = [done[("pretrain", seed)] for seed in pre_seeds]
-        uas_m, uas_sd = _mean_sd([_get(r, "dev", "uas") for r in pre])
-        sec_m, _ = _mean_sd([r["seconds_per_epoch"] for r in pre])
-        epochs = _plural(config.train.pretrain_epochs, "epoch")
+        uas_m, uas_sd = mean_sd([get(r, "dev", "uas") for r in pre])
+        sec_m, _ = mean_sd([r["seconds_per_epoch"] for r in pre])
+        epochs = plural(config.train.pretrain_epochs, "epoch")
         if config.train.pretrain_patience:
             stages = [r.get("syntax_stage") or {} for r in pre]
             ran = ", ".join(str(st.get("epochs_run", "?")) for st in stages)
@@ -388,12 +238,12 @@ def run_experiment(
             )
         notes.append(
             f"syntactic pre-training, shared by the modes of each seed: {epochs} at "
-            f"{sec_m:.1f} s/epoch, dev UAS {_cell(100 * uas_m, 100 * uas_sd, 1)} (not included "
+            f"{sec_m:.1f} s/epoch, dev UAS {cell(100 * uas_m, 100 * uas_sd, 1)} (not included "
             "in the modes' s/epoch)"
         )
     md = header + table + ("\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "")
     (out / "results.md").write_text(md, encoding="utf-8")
-    (out / "results.csv").write_text(_csv(rows), encoding="utf-8")
+    (out / "results.csv").write_text(to_csv(rows), encoding="utf-8")
     chosen_labels = {v.label for v in chosen.values()}
     run_rows = [
         {
@@ -402,17 +252,17 @@ def run_experiment(
             "selected": label in chosen_labels,
             "seed": r["seed"],
             "best_epoch": r["best_epoch"],
-            "dev_lf": _get(r, "dev", "lf"),
-            "test_lf": _get(r, "test", "lf"),
-            "dev_uas": _get(r, "dev", "uas"),
-            "test_uas": _get(r, "test", "uas"),
+            "dev_lf": get(r, "dev", "lf"),
+            "test_lf": get(r, "test", "lf"),
+            "dev_uas": get(r, "dev", "uas"),
+            "test_uas": get(r, "test", "uas"),
             "sec_per_epoch": r["seconds_per_epoch"],
             "sent_per_sec": r["sentences_per_second"],
         }
         for label, label_runs in results.items()
         for r in label_runs
     ]
-    (out / "runs.csv").write_text(_csv(run_rows), encoding="utf-8")
+    (out / "runs.csv").write_text(to_csv(run_rows), encoding="utf-8")
     plotted = plot_curves(
         {m: results[v.label] for m, v in chosen.items()}, out / "learning_curve.png"
     )

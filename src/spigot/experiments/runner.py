@@ -1,0 +1,219 @@
+"""Running a grid of runs: reuse of finished runs, resume, dependencies, worker processes.
+
+Every pipeline's ``spigot experiment`` plans its runs as *jobs* ``(key, config dict, run
+directory, key of the job it waits for or None)`` (e.g. the runs of a seed wait for that seed's
+pre-training) and hands them to :func:`execute`, which
+
+* keeps the results of any run directory that already finished with exactly the same
+  configuration (:func:`reusable`) and resumes any run interrupted in the middle (from its
+  ``last.pt``), so an interrupted experiment continues where it stopped;
+* runs the others in ``jobs`` worker processes (``spawn``; one torch thread each by the
+  configs), a job starting once the job it waits for has finished;
+* shows one progress bar over the training epochs of all runs, following the workers' logs.
+
+Results do not depend on ``jobs``. The helpers below (:func:`mean_sd`, :func:`to_csv`, ...)
+serve the pipelines' result tables.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from spigot.config import config_from_dict
+
+__all__ = [
+    "Job",
+    "cell",
+    "epochs_logged",
+    "execute",
+    "get",
+    "mean_sd",
+    "plural",
+    "reusable",
+    "run_one",
+    "to_csv",
+]
+
+logger = logging.getLogger("spigot")
+
+Job = tuple[tuple[str, int], dict[str, Any], str, "tuple[str, int] | None"]
+"""``(key, config dict, run directory, key of the job it waits for or None)``; a key is
+``(label, seed)``."""
+
+
+def run_one(
+    cfg_dict: dict[str, Any], out_dir: str, progress: bool, resume: bool = True
+) -> dict[str, Any]:
+    """Train one run of the pipeline named by ``cfg_dict["task"]``; executed in a worker.
+
+    With ``resume``, a run interrupted in ``out_dir`` with the same config continues from its
+    ``last.pt``; otherwise the run starts from scratch.
+    """
+    from spigot.pipelines import task_class
+
+    logging.getLogger("spigot").setLevel(logging.INFO if progress else logging.WARNING)
+    cfg = config_from_dict(cfg_dict)
+    task_cls = task_class(cfg.task)
+    splits = task_cls.load_splits(cfg)
+    task = task_cls.from_config(cfg, splits["train"])
+    can_resume = False
+    if resume and (Path(out_dir) / "last.pt").is_file():
+        try:
+            task.resume_state(out_dir)
+            can_resume = True
+        except ValueError as exc:
+            logger.warning("%s: starting again (%s)", out_dir, exc)
+    return task.fit(splits, out_dir, progress=progress, resume=can_resume)
+
+
+def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return float("nan"), float("nan")
+    m = sum(vals) / len(vals)
+    if len(vals) < 2:
+        return m, 0.0
+    return m, math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
+
+
+def cell(m: float, sd: float, digits: int) -> str:
+    if math.isnan(m):
+        return "–"
+    return f"{m:.{digits}f} ± {sd:.{digits}f}"
+
+
+def to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    return buf.getvalue()
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def epochs_logged(run_dir: Path) -> int:
+    """How many epoch records the run's ``metrics.jsonl`` holds so far."""
+    try:
+        text = (run_dir / "metrics.jsonl").read_text(encoding="utf-8")
+    except OSError:
+        return 0
+    return text.count('"event": "epoch"')
+
+
+def reusable(run_dir: Path, cfg_dict: dict[str, Any]) -> dict[str, Any] | None:
+    """The results of a finished run in ``run_dir`` if it ran with exactly ``cfg_dict``.
+
+    The run's ``config.toml`` is compared as written, every key included: a file from an
+    older spigot that lacks a newer key does not count as that key's current default.
+    """
+    from spigot.config import tomllib
+
+    res_path, cfg_path = run_dir / "results.json", run_dir / "config.toml"
+    if not (res_path.is_file() and cfg_path.is_file()):
+        return None
+    try:
+        if tomllib.loads(cfg_path.read_text(encoding="utf-8")) != cfg_dict:
+            return None
+        return json.loads(res_path.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return None
+
+
+def get(res: dict[str, Any], split: str, key: str) -> float:
+    """``res[split][key]`` as a float (NaN when absent)."""
+    part = res.get(split) or {}
+    v = part.get(key)
+    return float("nan") if v is None else float(v)
+
+
+def execute(
+    jobs_plan: Sequence[Job],
+    *,
+    expected: dict[tuple[str, int], int],
+    jobs: int = 2,
+    progress: bool = True,
+    reuse: bool = True,
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """Run every job of ``jobs_plan`` (see the module docstring); return the results by key.
+
+    Args:
+        jobs_plan: the jobs, a job listed after the one it waits for.
+        expected: the most training epochs each job will run (for the progress bar).
+        jobs: worker processes (1: run in this process, with the runs' own progress bars).
+        progress: show the progress bar.
+        reuse: keep finished runs with the same config and resume interrupted ones.
+    """
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    if reuse:
+        for key, cfg_dict, run_dir, _ in jobs_plan:
+            old = reusable(Path(run_dir), cfg_dict)
+            if old is not None:
+                logger.info("reusing the finished run in %s", run_dir)
+                done[key] = old
+    todo = [j for j in jobs_plan if j[0] not in done]
+    counted = {key: expected[key] if key in done else 0 for key in expected}
+    bar: Any = None
+    if progress:  # one step per training epoch of any run, finished runs included
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=sum(expected.values()),
+            initial=sum(counted.values()),
+            desc="epochs",
+            unit="epoch",
+            dynamic_ncols=True,
+        )
+
+    def advance(key: tuple[str, int], n: int) -> None:
+        n = min(n, expected[key])
+        if bar is not None and n > counted[key]:
+            bar.update(n - counted[key])
+        counted[key] = max(counted[key], n)
+
+    def finished(key: tuple[str, int], res: dict[str, Any]) -> None:
+        done[key] = res
+        advance(key, expected[key])
+        if bar is not None:
+            bar.set_postfix_str(f"{len(done)}/{len(jobs_plan)} runs, last {key[0]}/seed{key[1]}")
+
+    if jobs <= 1:
+        for key, cfg_dict, run_dir, _ in todo:  # pre-training jobs come first in the plan
+            finished(key, run_one(cfg_dict, run_dir, progress, reuse))
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+            running: dict[Any, tuple[str, int]] = {}
+            waiting = list(todo)
+            dirs = {key: Path(run_dir) for key, _, run_dir, _ in todo}
+            while waiting or running:
+                ready = [j for j in waiting if j[3] is None or j[3] in done]
+                for job in ready:
+                    waiting.remove(job)
+                    key, cfg_dict, run_dir, _ = job
+                    running[pool.submit(run_one, cfg_dict, run_dir, False, reuse)] = key
+                if not running:
+                    missing = sorted({j[3] for j in waiting if j[3] is not None})
+                    raise RuntimeError(f"jobs wait for runs that never finished: {missing}")
+                finished_now, _ = wait(running, timeout=5.0, return_when=FIRST_COMPLETED)
+                for fut in finished_now:
+                    finished(running.pop(fut), fut.result())
+                if bar is not None:  # the workers show no bars: follow their logs
+                    for key in running.values():
+                        advance(key, epochs_logged(dirs[key]))
+    if bar is not None:
+        bar.close()
+    return done
