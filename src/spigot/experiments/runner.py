@@ -63,7 +63,10 @@ def run_one(
     cfg = config_from_dict(cfg_dict)
     task_cls = task_class(cfg.task)
     splits = task_cls.load_splits(cfg)
-    task = task_cls.from_config(cfg, splits["train"])
+    if hasattr(task_cls, "from_splits"):
+        task = task_cls.from_splits(cfg, splits)
+    else:
+        task = task_cls.from_config(cfg, splits["train"])
     can_resume = False
     if resume and (Path(out_dir) / "last.pt").is_file():
         try:

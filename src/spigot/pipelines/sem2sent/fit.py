@@ -1,0 +1,195 @@
+"""Training of pipeline 2: the parser's pre-training, then the sentiment stage.
+
+:func:`fit` is :meth:`Sem2SentTask.fit <spigot.pipelines.sem2sent.task.Sem2SentTask.fit>`;
+the epoch loop, early stopping and resume are the shared :class:`spigot.training.Trainer`'s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from spigot.config import dump_toml
+from spigot.pipelines.base import write_results
+from spigot.pipelines.sem2sent.data import Interleaved, Sem2SentData
+from spigot.pipelines.syn2sem.outputs import SENTENCES_FILE, write_sentences
+from spigot.training import (
+    EpochStats,
+    JsonlLog,
+    Trainer,
+    atomic_torch_save,
+    atomic_write_text,
+    seed_everything,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spigot.pipelines.sem2sent.task import Sem2SentTask
+
+__all__ = ["fit"]
+
+logger = logging.getLogger("spigot")
+
+
+def fit(
+    task: Sem2SentTask,
+    splits: Sem2SentData,
+    out_dir: str | os.PathLike,
+    *,
+    progress: bool | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Train ``task`` with its config's mode; write the run directory; return the results.
+
+    Stage 1 (modes with a parser, unless ``train.init_parser`` is set): the parser alone on
+    its graph bank, up to ``train.pretrain_epochs`` epochs, early-stopped on its dev labeled F1;
+    the best parser is saved as ``parser.pt`` (reusable by other runs through
+    ``train.init_parser``). Stage 2: the classifier (and in the joint modes the parser, on
+    ``train.parser_fraction`` of its data per epoch) on the sentiment data, up to
+    ``train.epochs`` epochs, early-stopped on dev accuracy.
+
+    The run directory gets ``config.toml``, ``metrics.jsonl``, ``best.pt`` (best dev
+    accuracy), ``results.json`` (dev/test accuracy, the parser's dev LF before and after the
+    sentiment stage, time per epoch) and ``sentences.jsonl.gz`` (per test/dev sentence:
+    gold, predicted, correct; for paired tests). ``last.pt`` makes an interrupted run resumable
+    (``resume=True``), with the same result as an uninterrupted one.
+    """
+    cfg, t = task.config, task.config.train
+    model = task.model
+    progress = t.progress if progress is None else progress
+    out = Path(out_dir)
+    last_path = out / "last.pt"
+    state = task.resume_state(out) if resume else None
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(dump_toml(cfg), out / "config.toml")
+    log = JsonlLog(out / "metrics.jsonl", append=state is not None)
+    seed_everything(cfg.seed)
+    parser_train = splits.parser.get("train") or []
+    parser_dev = splits.parser.get("dev") or []
+    log.write(
+        {
+            "event": "start",
+            "resumed": state is not None,
+            "task": task.name,
+            "mode": cfg.mode,
+            "seed": cfg.seed,
+            "n_train": len(splits["train"]),
+            "n_dev": len(splits["dev"]),
+            "n_test": len(splits.get("test") or []),
+            "n_parser_train": len(parser_train),
+            "n_parser_dev": len(parser_dev),
+            "n_parameters": sum(p.numel() for p in model.parameters()),
+            "vocab_sizes": {k: len(v) for k, v in task.vocabs.items()},
+            "data": splits.report,
+        }
+    )
+    start = time.perf_counter()
+    done_before: list[dict[str, Any]] = state["stage_history"] if state else []
+    resume_stage = state["trainer"]["phase"] if state else None
+    elapsed_before = state["elapsed"] if state else 0.0
+    history: list[Any] = []
+
+    def on_epoch(stage_history: list[Any]) -> Callable[[dict[str, Any]], None]:
+        def save(trainer_state: dict[str, Any]) -> None:
+            payload = task.resume_payload(
+                trainer=trainer_state,
+                stage_history=[dataclasses.asdict(e) for e in stage_history],
+                elapsed=elapsed_before + time.perf_counter() - start,
+            )
+            atomic_torch_save(payload, last_path)
+
+        return save
+
+    parser = model.parser
+    if parser is not None and t.init_parser and state is None:
+        task.load_parser(t.init_parser)
+        log.write({"event": "init_parser", "path": t.init_parser})
+    # stage 1: the parser alone
+    n_pre = t.pretrain_epochs if parser is not None and not t.init_parser else 0
+    if resume_stage == "sentiment":
+        history.extend(EpochStats(**e) for e in done_before)
+    elif n_pre > 0:
+        res = Trainer(
+            model, lr=t.lr, clip=t.clip, patience=t.pretrain_patience, log=log, progress=progress
+        ).fit(
+            task.batches(parser_train, train=True, parser=True),
+            lambda b: model.parser_loss(b),
+            lambda: task.evaluate_parser(parser_dev),
+            epochs=n_pre,
+            select="lf",
+            phase="parser",
+            parameters=parser.parameters() if parser is not None else None,
+            on_epoch=on_epoch([]),
+            resume=state["trainer"] if state else None,
+        )
+        history.extend(res.history)
+        task.save(out / "parser.pt", epoch=res.best_epoch, phase="parser", dev=res.best_metrics)
+    parser_before = task.evaluate_parser(parser_dev) if parser is not None else {}
+    if cfg.mode == "pipeline":
+        model.freeze_parser()
+    # stage 2: sentiment (and the parser's own loss on a fraction of its data, joint modes)
+    best_path = out / "best.pt"
+
+    def on_best(epoch: int, metrics: Any) -> None:
+        task.save(best_path, epoch=epoch, phase="sentiment", dev=dict(metrics))
+
+    steps = Interleaved(
+        task.batches(splits["train"], train=True),
+        task.batches(parser_train, train=True, parser=True)
+        if cfg.parser_trains() and parser_train
+        else None,
+        t.parser_fraction,
+        cfg.seed,
+    )
+    res = Trainer(model, lr=t.lr, clip=t.clip, patience=t.patience, log=log, progress=progress).fit(
+        steps,
+        lambda step: model.loss(step, task.labels_of(step.sentiment), t.parser_weight),
+        lambda: task.evaluate(splits["dev"]),
+        epochs=t.epochs,
+        select="acc",
+        phase="sentiment",
+        on_best=on_best,
+        on_epoch=on_epoch(list(history)),
+        resume=state["trainer"] if resume_stage == "sentiment" else None,
+    )
+    history.extend(res.history)
+    if res.best_epoch == 0:
+        on_best(0, {})
+    train_seconds = elapsed_before + time.perf_counter() - start
+    records: list[dict[str, Any]] = []
+    final = {"dev": task.evaluate(splits["dev"], records=records, split="dev")}
+    if splits.get("test"):
+        final["test"] = task.evaluate(splits["test"], records=records, split="test")
+    write_sentences(records, out / SENTENCES_FILE)
+    parser_after = task.evaluate_parser(parser_dev) if parser is not None else {}
+    stage = [e for e in history if e.phase == "sentiment"]
+    seconds = [e.seconds for e in stage]
+    n_sent = sum(e.sentences for e in stage)
+    results = {
+        "task": task.name,
+        "mode": cfg.mode,
+        "seed": cfg.seed,
+        "best_epoch": res.best_epoch,
+        "stopped_early": res.stopped_early,
+        "dev": final["dev"],
+        "test": final.get("test"),
+        "parser_dev_before": parser_before or None,
+        "parser_dev_after": parser_after or None,
+        "epochs_run": len(history),
+        "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else 0.0,
+        "sentences_per_second": n_sent / sum(seconds) if seconds else 0.0,
+        "train_seconds": train_seconds,
+        "curve": [
+            {"phase": e.phase, "epoch": e.epoch, "loss": e.loss, **e.metrics} for e in history
+        ],
+        "checkpoint": str(best_path),
+        "sentences": SENTENCES_FILE,
+    }
+    log.write({"event": "final", **{k: v for k, v in results.items() if k != "curve"}})
+    write_results(results, out / "results.json")
+    last_path.unlink(missing_ok=True)
+    return results
