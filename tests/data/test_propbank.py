@@ -290,9 +290,11 @@ def test_bad_indices_and_duplicates(tmp_path):
         read_propbank(twice)
     with pytest.raises(CorpusFormatError, match="no .gold_skel sentences"):
         read_propbank(make_tgz(tmp_path / "empty.tgz", {"LICENSE": "x"}))
-    latin1 = make_tgz(tmp_path / "latin1.tgz", {MEMBER: b"caf\xe9"})
-    with pytest.raises(CorpusFormatError, match="not UTF-8"):
+    latin1 = make_tgz(tmp_path / "latin1.tgz", {MEMBER: skel([S4_PB]).encode() + b"caf\xe9"})
+    with pytest.raises(CorpusFormatError, match="not valid UTF-8: byte 0xe9") as err:
         read_propbank(latin1)
+    assert err.value.source == f"{latin1}[{MEMBER}]"
+    assert err.value.line == len(S4_PB) + 1  # the line after the sentence
     with pytest.raises(FileNotFoundError):
         read_propbank(tmp_path / "missing.tgz")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from ._text import DataError
 from .conllu import (
     FUNCTION_LABELS,
     Arc,
@@ -25,7 +26,6 @@ from .conllu import (
     read_conllu,
     write_conllu,
 )
-from ._text import DataError
 from .glove import GloveStats, load_glove, read_glove
 from .propbank import (
     PropBankSentence,
@@ -36,6 +36,7 @@ from .propbank import (
     span_head,
 )
 from .sdp import TOP_LABEL, format_sdp, iter_sdp, parse_sdp, read_sdp, write_sdp
+from .sst import SSTExample, parse_ptb_tree, read_sst_trees, read_sst_tsv, unescape_ptb
 from .synthetic import (
     derive_semantic_graph,
     generate_sentence,
@@ -87,6 +88,7 @@ __all__ = [
     "PropBankSentence",
     "PropBankStats",
     "ReadStats",
+    "SSTExample",
     "Sentence",
     "TOP_LABEL",
     "UNK_ID",
@@ -108,15 +110,19 @@ __all__ = [
     "iter_sdp",
     "load_glove",
     "parse_conllu",
+    "parse_ptb_tree",
     "parse_sdp",
     "read_conllu",
     "read_glove",
     "read_propbank",
     "read_propbank_ewt",
     "read_sdp",
+    "read_sst_trees",
+    "read_sst_tsv",
     "span_head",
     "synthetic_splits",
     "synthetic_vocabulary",
+    "unescape_ptb",
     "write_conllu",
     "write_sdp",
 ]

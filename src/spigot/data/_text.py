@@ -24,7 +24,7 @@ import gzip
 import os
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "CorpusFormatError",
     "DataError",
     "is_blank",
+    "iter_binary_lines",
     "iter_file_lines",
     "iter_text_lines",
     "parse_int",
@@ -119,6 +120,36 @@ def iter_text_lines(text: str) -> Iterator[str]:
         start = stop + 1
 
 
+def iter_binary_lines(stream: Iterable[bytes], source: str) -> Iterator[str]:
+    """Decode the lines of a binary stream (an open file, a tar member, ...) as UTF-8.
+
+    Lines are cut as :func:`iter_text_lines` cuts a string (at ``"\\n"`` only, end-of-line
+    ``"\\r"`` and the first line's BOM dropped).
+
+    Args:
+        stream: yields the raw lines, each ending with ``b"\\n"`` except maybe the last
+            (iterating a binary file does this).
+        source: name used in error messages.
+
+    Raises:
+        CorpusFormatError: a line is not valid UTF-8 (the message gives the line, the
+            offending byte and its offset in the stream).
+    """
+    offset = 0  # byte offset of the current line in the stream
+    for lineno, raw in enumerate(stream, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise CorpusFormatError(
+                source,
+                lineno,
+                f"not valid UTF-8: byte 0x{raw[err.start]:02x} at byte offset "
+                f"{offset + err.start} ({err.reason}); re-encode the file as UTF-8",
+            ) from None
+        yield _clean(line.removesuffix("\n"), lineno == 1)
+        offset += len(raw)
+
+
 def iter_file_lines(path: PathLike, source: str | None = None) -> Iterator[str]:
     """Lines of a UTF-8 file (``.gz`` is decompressed), as :func:`iter_text_lines` cuts them.
 
@@ -132,27 +163,19 @@ def iter_file_lines(path: PathLike, source: str | None = None) -> Iterator[str]:
     Raises:
         CorpusFormatError: a line is not valid UTF-8 (the message gives the
             line, the offending byte and its offset in the decompressed file),
-            or a ``.gz`` file is not valid gzip data.
+            or a ``.gz`` file is not valid gzip data (bad header, corrupt or
+            truncated stream, wrong checksum: the message names the file and
+            says after which line).
         OSError: the file cannot be opened or read.
     """
     src = str(path) if source is None else source
     p = Path(path)
     lineno = 0
-    offset = 0  # byte offset of the current line in the (decompressed) file
     try:
         with gzip.open(p, "rb") if p.suffix == ".gz" else open(p, "rb") as f:
-            for lineno, raw in enumerate(f, start=1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as err:
-                    raise CorpusFormatError(
-                        src,
-                        lineno,
-                        f"not valid UTF-8: byte 0x{raw[err.start]:02x} at byte offset "
-                        f"{offset + err.start} ({err.reason}); re-encode the file as UTF-8",
-                    ) from None
-                yield _clean(line.removesuffix("\n"), lineno == 1)
-                offset += len(raw)
+            for line in iter_binary_lines(f, src):
+                lineno += 1
+                yield line
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
         raise CorpusFormatError(
             src, None, f"not a valid gzip file (after line {lineno}): {err}"

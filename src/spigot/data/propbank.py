@@ -36,16 +36,19 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import lzma
 import os
 import re
 import tarfile
 import warnings
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ._text import iter_binary_lines, iter_file_lines
 from .conllu import Arc, CorpusFormatError, Sentence, check_tree, read_conllu
 
 __all__ = [
@@ -168,9 +171,13 @@ def _doc_id(value: str, source: str, lineno: int) -> str:
 
 
 def _int(value: str, what: str, source: str, lineno: int) -> int:
-    if not value.isdigit():
-        raise CorpusFormatError(source, lineno, f"{what} {value!r} is not a non-negative integer")
-    return int(value)
+    """A non-negative integer of ASCII digits (``str.isdigit`` also takes ``"²"``, ``"\u0661"``)."""
+    if value.isascii() and value.isdigit():
+        try:
+            return int(value)
+        except ValueError:  # more digits than int() converts
+            pass
+    raise CorpusFormatError(source, lineno, f"{what} {value!r} is not a non-negative integer")
 
 
 def _parse_block(rows: list[tuple[int, list[str]]], source: str) -> PropBankSentence:
@@ -239,31 +246,45 @@ def iter_gold_skel(lines: Iterable[str], source: str = "<string>") -> Iterator[P
         yield _parse_block(rows, source)
 
 
-def _decode(data: bytes, source: str) -> tuple[str, str]:
+# raised by a damaged archive: tarfile, gzip/zlib, bz2 (an OSError without errno), lzma
+_CORRUPT_ARCHIVE = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
+
+
+def _iter_tar(path: Path) -> Iterator[tuple[str, list[str]]]:
+    """Yield ``(source, lines)`` for every ``.gold_skel`` member of the tar archive ``path``."""
+    source = str(path)
+    member = None
     try:
-        return source, data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise CorpusFormatError(source, None, f"not UTF-8 ({e})") from None
-
-
-def _iter_files(path: Path) -> Iterator[tuple[str, str]]:
-    """Yield ``(source, text)`` for every ``.gold_skel`` file under ``path``."""
-    if path.is_dir():
-        for f in sorted(path.rglob("*.gold_skel")):
-            yield _decode(f.read_bytes(), str(f))
-    elif path.name.endswith(".gold_skel"):
-        yield _decode(path.read_bytes(), str(path))
-    elif path.is_file() and tarfile.is_tarfile(path):
+        if not tarfile.is_tarfile(path):
+            problem = "neither a .gold_skel file nor a readable tar archive (damaged or no archive)"
+            raise CorpusFormatError(source, None, problem)
         with tarfile.open(path, "r:*") as tar:
             for member in tar:
                 if member.isfile() and member.name.endswith(".gold_skel"):
                     f = tar.extractfile(member)
                     assert f is not None  # a regular file
-                    yield _decode(f.read(), f"{path}[{member.name}]")
+                    name = f"{path}[{member.name}]"
+                    # read the member here, where a damaged archive is caught
+                    yield name, list(iter_binary_lines(f, name))
+    except _CORRUPT_ARCHIVE as err:
+        if isinstance(err, OSError) and err.errno is not None:
+            raise  # a real I/O error, not damaged data
+        where = f" (in or after member {member.name!r})" if member is not None else ""
+        problem = f"not a valid tar archive{where}: {type(err).__name__}: {err}"
+        raise CorpusFormatError(source, None, problem) from None
+
+
+def _iter_files(path: Path) -> Iterator[tuple[str, Iterable[str]]]:
+    """Yield ``(source, lines)`` for every ``.gold_skel`` file under ``path``."""
+    if path.is_dir():
+        for f in sorted(path.rglob("*.gold_skel")):
+            yield str(f), iter_file_lines(f)
+    elif path.name.endswith(".gold_skel"):
+        yield str(path), iter_file_lines(path)
     elif not path.exists():
         raise FileNotFoundError(f"PropBank data not found: {path}")
     else:
-        raise ValueError(f"{path}: not a directory, a .gold_skel file or a tar archive")
+        yield from _iter_tar(path)
 
 
 def read_propbank(path: PathLike) -> dict[str, dict[int, PropBankSentence]]:
@@ -274,13 +295,17 @@ def read_propbank(path: PathLike) -> dict[str, dict[int, PropBankSentence]]:
         pass it to :func:`read_propbank_ewt` to read several splits with one pass over the data.
 
     Raises:
-        CorpusFormatError: a malformed line (the source names the archive member), a sentence
-            given twice, or no ``.gold_skel`` file at all.
+        CorpusFormatError: a malformed line or bytes that are not UTF-8 (files are read as
+            :mod:`spigot.data._text` says; the message names the file, or ``archive[member]``,
+            and the line), a sentence given twice, no ``.gold_skel`` file at all, a damaged
+            archive (corrupt or truncated compressed data, bad tar headers), or a file that is
+            neither a ``.gold_skel`` file nor a tar archive.
+        FileNotFoundError: ``path`` does not exist.
     """
     index: dict[str, dict[int, PropBankSentence]] = {}
-    for source, text in _iter_files(Path(path)):
-        # split at "\n" only, so that line numbers match those of text editors
-        for sent in iter_gold_skel(text.split("\n"), source):
+    for source, lines in _iter_files(Path(path)):
+        # lines are cut at "\n" only, so that line numbers match those of text editors
+        for sent in iter_gold_skel(lines, source):
             doc = index.setdefault(sent.doc, {})
             if sent.index in doc:
                 other = doc[sent.index].source
