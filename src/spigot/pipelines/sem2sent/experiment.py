@@ -1,0 +1,228 @@
+"""``spigot experiment sem2sent``: every mode of pipeline 2 over several seeds, one table.
+
+Each seed's parser is pre-trained once (``OUT/pretrain/seed<seed>/parser.pt``, early stopping
+on its dev labeled F1) and shared by that seed's modes (``train.init_parser``); each (mode,
+seed) run then trains in ``OUT/<mode>/seed<seed>/`` (``OUT/<mode>-eta<eta>/`` for a point of a
+``train.eta`` grid, chosen on mean dev accuracy). Runs are scheduled, reused and resumed by
+:mod:`spigot.experiments.runner`. The experiment writes ``OUT/results.md`` (mean ± sd over
+seeds of dev/test accuracy, the parser's dev LF before and after the sentiment stage, seconds
+per epoch), ``OUT/runs.csv`` and ``OUT/experiment.json``, and prints the table.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from spigot.config import apply_overrides, config_from_dict, load_config
+from spigot.experiments.plan import ExperimentPlan, read_plan, select
+from spigot.experiments.runner import cell, execute, get, mean_sd, to_csv
+from spigot.pipelines.sem2sent.config import MODES, Sem2SentConfig
+
+__all__ = ["DEFAULT_MODES", "format_table", "run_experiment", "summarize"]
+
+logger = logging.getLogger("spigot")
+
+DEFAULT_MODES = ("bilstm", "gold", "pipeline", "joint", "ste", "marginals", "spigot")
+DEFAULT_SEEDS = (0, 1, 2)
+
+COLUMNS = (
+    ("dev_acc", "dev acc", 100.0),
+    ("test_acc", "test acc", 100.0),
+    ("lf_before", "parser LF before", 100.0),
+    ("lf_after", "parser LF after", 100.0),
+    ("sec_per_epoch", "s/epoch", 1.0),
+)
+
+
+def _lf(res: dict[str, Any], key: str) -> float:
+    part = res.get(key) or {}
+    v = part.get("lf")
+    return float("nan") if v is None else float(v)
+
+
+def summarize(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per variant: ``n_seeds`` and ``<column>_mean``/``<column>_sd``."""
+    rows = []
+    for label, runs in results.items():
+        values = {
+            "dev_acc": [get(r, "dev", "acc") for r in runs],
+            "test_acc": [get(r, "test", "acc") for r in runs],
+            "lf_before": [_lf(r, "parser_dev_before") for r in runs],
+            "lf_after": [_lf(r, "parser_dev_after") for r in runs],
+            "sec_per_epoch": [r["seconds_per_epoch"] for r in runs],
+        }
+        row: dict[str, Any] = {"mode": label, "n_seeds": len(runs)}
+        for key, _, scale in COLUMNS:
+            m, sd = mean_sd(values[key])
+            row[f"{key}_mean"], row[f"{key}_sd"] = m * scale, sd * scale
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The Markdown table (scores in %, mean ± sd over seeds)."""
+    head = ["mode", "seeds"] + [title for _, title, _ in COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["mode"], str(r["n_seeds"])]
+        cells += [
+            cell(r[f"{k}_mean"], r[f"{k}_sd"], 2 if k == "sec_per_epoch" else 1)
+            for k, _, _ in COLUMNS
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _expected_epochs(cfg_dict: dict[str, Any]) -> int:
+    c = config_from_dict(cfg_dict, Sem2SentConfig)
+    pre = c.train.pretrain_epochs if c.uses_parser() and not c.train.init_parser else 0
+    return pre + c.train.epochs
+
+
+def run_experiment(
+    config: Sem2SentConfig,
+    *,
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    modes: Sequence[str] = DEFAULT_MODES,
+    mode_seeds: dict[str, int] | None = None,
+    eta_grid: dict[str, Sequence[float]] | None = None,
+    out_dir: str | os.PathLike = "runs/sem2sent",
+    jobs: int = 2,
+    progress: bool = True,
+    reuse: bool = True,
+) -> dict[str, Any]:
+    """Train every mode with every seed; write and return the summary (see module doc)."""
+    plan = ExperimentPlan(
+        tuple(modes),
+        tuple(seeds),
+        dict(mode_seeds or {}),
+        {m: tuple(float(v) for v in g) for m, g in (eta_grid or {}).items() if m in modes},
+        valid_modes=MODES,
+    ).validate()
+    variants = plan.variants()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    parsed = [m for m in plan.modes if m not in ("bilstm", "gold")]
+    pretrain = config.train.pretrain_epochs > 0 and not config.train.init_parser and parsed
+    jobs_plan: list[Any] = []
+    if pretrain:
+        for seed in sorted({s for m in parsed for s in plan.seeds_of(m)}):
+            cfg = apply_overrides(config, {"mode": "pipeline", "seed": seed, "train.epochs": 0})
+            jobs_plan.append(
+                (("pretrain", seed), cfg.to_dict(), str(out / "pretrain" / f"seed{seed}"), None)
+            )
+    runs = []
+    for v in variants:
+        for seed in plan.seeds_of(v.mode):
+            over: dict[str, Any] = {"mode": v.mode, "seed": seed}
+            if v.eta is not None:
+                over["train.eta"] = v.eta
+            after = None
+            if pretrain and v.mode in parsed:
+                path = out / "pretrain" / f"seed{seed}" / "parser.pt"
+                over.update({"train.pretrain_epochs": 0, "train.init_parser": str(path)})
+                after = ("pretrain", seed)
+            cfg = apply_overrides(config, over)
+            runs.append((v.label, seed))
+            jobs_plan.append(
+                ((v.label, seed), cfg.to_dict(), str(out / v.dirname / f"seed{seed}"), after)
+            )
+    expected = {key: _expected_epochs(c) for key, c, _, _ in jobs_plan}
+    done = execute(jobs_plan, expected=expected, jobs=jobs, progress=progress, reuse=reuse)
+    results: dict[str, list[dict[str, Any]]] = {v.label: [] for v in variants}
+    for label, seed in runs:
+        results[label].append(done[(label, seed)])
+    wall = time.perf_counter() - start
+    chosen = select(variants, results, metric="acc")
+    by_label = {r["mode"]: r for r in summarize(results)}
+    rows = [by_label[chosen[m].label] for m in plan.modes]
+    notes = []
+    by_mode = {m: by_label[chosen[m].label] for m in plan.modes}
+    if "gold" in by_mode and "bilstm" in by_mode:
+        for split in ("dev", "test"):
+            g, b = by_mode["gold"][f"{split}_acc_mean"], by_mode["bilstm"][f"{split}_acc_mean"]
+            notes.append(f"gold - bilstm ({split} accuracy): {g - b:+.1f} points")
+    if plan.eta_grid:
+        notes.append(
+            "train.eta chosen on mean dev accuracy: "
+            + ", ".join(chosen[m].label for m in plan.eta_grid)
+        )
+    if pretrain:
+        pre = [done[k] for k in done if k[0] == "pretrain"]
+        lf_m, lf_sd = mean_sd([_lf(r, "parser_dev_before") for r in pre])
+        notes.append(
+            f"parser pre-training, shared by the modes of each seed: dev LF "
+            f"{cell(100 * lf_m, 100 * lf_sd, 1)}"
+        )
+    md = (
+        f"# sem2sent: {len(plan.modes)} modes, seeds {', '.join(map(str, plan.seeds))}, "
+        f"{len(jobs_plan)} runs, {wall / 60:.1f} min wall time, {jobs} job(s)\n\n"
+        "acc = sentiment accuracy, % (mean ± sd over seeds; best epoch by dev accuracy); parser "
+        "LF = the parser's labeled F1 on its dev graphs before and after the sentiment stage.\n\n"
+        + format_table(rows)
+        + ("\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "")
+    )
+    (out / "results.md").write_text(md, encoding="utf-8")
+    run_rows = [
+        {
+            "variant": label,
+            "seed": r["seed"],
+            "best_epoch": r["best_epoch"],
+            "dev_acc": get(r, "dev", "acc"),
+            "test_acc": get(r, "test", "acc"),
+            "parser_lf_before": _lf(r, "parser_dev_before"),
+            "parser_lf_after": _lf(r, "parser_dev_after"),
+            "sec_per_epoch": r["seconds_per_epoch"],
+        }
+        for label, label_runs in results.items()
+        for r in label_runs
+    ]
+    (out / "runs.csv").write_text(to_csv(run_rows), encoding="utf-8")
+    summary = {
+        "modes": list(plan.modes),
+        "seeds": list(plan.seeds),
+        "selected": {m: v.label for m, v in chosen.items()},
+        "rows": rows,
+        "notes": notes,
+        "wall_seconds": wall,
+        "config": config.to_dict(),
+        "markdown": md,
+    }
+    (out / "experiment.json").write_text(
+        json.dumps(summary, indent=2, default=str).replace("NaN", "null") + "\n", encoding="utf-8"
+    )
+    return summary
+
+
+def main(args: Any) -> int:
+    """Entry point of ``spigot experiment sem2sent`` (called by :mod:`spigot.cli`); without
+    ``--config`` it runs the synthetic default (``configs/sem2sent_synthetic.toml``)."""
+    cfg = load_config(args.config, args.set or []) if args.config else Sem2SentConfig()
+    if not args.config and args.set:
+        cfg = apply_overrides(cfg, args.set)
+    if cfg.task != "sem2sent":
+        raise ValueError(f"{args.config}: task = {cfg.task!r}, not 'sem2sent'")
+    plan = (read_plan(args.config, MODES) if args.config else None) or ExperimentPlan(
+        DEFAULT_MODES, DEFAULT_SEEDS, valid_modes=MODES
+    )
+    summary = run_experiment(
+        cfg,
+        seeds=args.seeds or plan.seeds,
+        modes=args.modes or plan.modes,
+        mode_seeds=plan.mode_seeds,
+        eta_grid={} if getattr(args, "no_grid", False) else plan.eta_grid,
+        out_dir=args.out,
+        jobs=args.jobs,
+        progress=cfg.train.progress and not args.no_progress,
+        reuse=not getattr(args, "rerun", False),
+    )
+    print(summary["markdown"], end="")
+    print(f"\nwrote {Path(args.out) / 'results.md'}, runs.csv, experiment.json")
+    return 0
