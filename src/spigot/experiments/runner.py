@@ -8,7 +8,8 @@ pre-training) and hands them to :func:`execute`, which
   configuration (:func:`reusable`) and resumes any run interrupted in the middle (from its
   ``last.pt``), so an interrupted experiment continues where it stopped;
 * runs the others in ``jobs`` worker processes (``spawn``; one torch thread each by the
-  configs), a job starting once the job it waits for has finished;
+  configs), or as one Slurm job each through ``submitit`` (``executor="slurm"``), a job
+  starting once the job it waits for has finished;
 * shows one progress bar over the training epochs of all runs, following the workers' logs.
 
 Results do not depend on ``jobs``. The helpers below (:func:`mean_sd`, :func:`to_csv`, ...)
@@ -22,6 +23,7 @@ import io
 import json
 import logging
 import math
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -33,12 +35,14 @@ __all__ = [
     "Job",
     "cell",
     "epochs_logged",
+    "EXECUTORS",
     "execute",
     "get",
     "mean_sd",
     "plural",
     "reusable",
     "run_one",
+    "slurm_params",
     "to_csv",
 ]
 
@@ -141,6 +145,61 @@ def get(res: dict[str, Any], split: str, key: str) -> float:
     return float("nan") if v is None else float(v)
 
 
+EXECUTORS = ("local", "slurm", "submitit-local")
+"""Where :func:`execute` runs the jobs (see its ``executor`` argument)."""
+
+
+class _SubmititPool:
+    """``submit(fn, *args)`` -> a job with ``done()`` and ``result()``, through submitit."""
+
+    def __init__(self, kind: str, params: dict[str, Any]) -> None:
+        try:
+            import submitit
+        except ImportError as exc:
+            raise ImportError(
+                "the Slurm executor needs submitit: pip install 'torch-spigot[cluster]'"
+            ) from exc
+        params = dict(params)
+        folder = params.pop("folder", "runs/submitit")
+        if kind == "slurm":
+            self.executor: Any = submitit.AutoExecutor(folder=folder, cluster="slurm")
+        else:
+            self.executor = submitit.LocalExecutor(folder=folder)
+        if params:
+            self.executor.update_parameters(**params)
+
+    def submit(self, fn: Any, *args: Any) -> Any:
+        return self.executor.submit(fn, *args)
+
+    def __enter__(self) -> _SubmititPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _pool(executor: str, jobs: int, slurm: dict[str, Any]) -> Any:
+    if executor == "local":
+        import multiprocessing as mp
+
+        return ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
+    return _SubmititPool(executor, slurm)
+
+
+def _wait_any(running: list[Any], poll: float) -> list[Any]:
+    """The jobs of ``running`` that have finished, waiting up to ``poll`` seconds for one."""
+    from concurrent.futures import FIRST_COMPLETED, Future, wait
+
+    if all(isinstance(f, Future) for f in running):
+        return list(wait(running, timeout=poll, return_when=FIRST_COMPLETED)[0])
+    deadline = time.monotonic() + poll
+    while True:
+        ready = [f for f in running if f.done()]
+        if ready or time.monotonic() >= deadline:
+            return ready
+        time.sleep(min(0.5, poll))
+
+
 def execute(
     jobs_plan: Sequence[Job],
     *,
@@ -148,6 +207,9 @@ def execute(
     jobs: int = 2,
     progress: bool = True,
     reuse: bool = True,
+    executor: str = "local",
+    slurm: dict[str, Any] | None = None,
+    poll: float = 5.0,
 ) -> dict[tuple[str, int], dict[str, Any]]:
     """Run every job of ``jobs_plan`` (see the module docstring); return the results by key.
 
@@ -157,7 +219,17 @@ def execute(
         jobs: worker processes (1: run in this process, with the runs' own progress bars).
         progress: show the progress bar.
         reuse: keep finished runs with the same config and resume interrupted ones.
+        executor: ``"local"`` (worker processes on this machine), ``"slurm"`` (one cluster job
+            per run through ``submitit``, ``pip install torch-spigot[cluster]``) or
+            ``"submitit-local"`` (submitit's local executor: the Slurm path, run here; for
+            tests and debugging).
+        slurm: for ``"slurm"``: ``submitit`` parameters, e.g. ``{"folder": "runs/x/slurm",
+            "slurm_partition": "gpu", "timeout_min": 240, "gpus_per_node": 1,
+            "cpus_per_task": 2, "mem_gb": 16}`` (``folder``: where submitit keeps its logs).
+        poll: seconds between checks of the running jobs.
     """
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     done: dict[tuple[str, int], dict[str, Any]] = {}
     if reuse:
         for key, cfg_dict, run_dir, _ in jobs_plan:
@@ -191,14 +263,13 @@ def execute(
         if bar is not None:
             bar.set_postfix_str(f"{len(done)}/{len(jobs_plan)} runs, last {key[0]}/seed{key[1]}")
 
-    if jobs <= 1:
+    if not todo:
+        pass
+    elif executor == "local" and jobs <= 1:
         for key, cfg_dict, run_dir, _ in todo:  # pre-training jobs come first in the plan
             finished(key, run_one(cfg_dict, run_dir, progress, reuse))
     else:
-        import multiprocessing as mp
-        from concurrent.futures import FIRST_COMPLETED, wait
-
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        with _pool(executor, jobs, slurm or {}) as pool:
             running: dict[Any, tuple[str, int]] = {}
             waiting = list(todo)
             dirs = {key: Path(run_dir) for key, _, run_dir, _ in todo}
@@ -211,12 +282,37 @@ def execute(
                 if not running:
                     missing = sorted({j[3] for j in waiting if j[3] is not None})
                     raise RuntimeError(f"jobs wait for runs that never finished: {missing}")
-                finished_now, _ = wait(running, timeout=5.0, return_when=FIRST_COMPLETED)
+                finished_now = _wait_any(list(running), poll)
                 for fut in finished_now:
-                    finished(running.pop(fut), fut.result())
+                    key = running.pop(fut)
+                    try:
+                        res = fut.result()
+                    except Exception as exc:
+                        raise RuntimeError(
+                            f"run {key[0]}/seed{key[1]} failed in {dirs[key]}: {exc}"
+                        ) from exc
+                    finished(key, res)
                 if bar is not None:  # the workers show no bars: follow their logs
                     for key in running.values():
                         advance(key, epochs_logged(dirs[key]))
     if bar is not None:
         bar.close()
     return done
+
+
+def slurm_params(args: Any, out: Path) -> dict[str, Any]:
+    """submitit parameters from ``spigot experiment``'s ``--slurm-*`` options (absent ones
+    are left to submitit's defaults); submitit's logs go to ``OUT/slurm``."""
+    params: dict[str, Any] = {"folder": str(out / "slurm")}
+    for opt, key in (
+        ("slurm_partition", "slurm_partition"),
+        ("slurm_time", "timeout_min"),
+        ("slurm_gpus", "gpus_per_node"),
+        ("slurm_cpus", "cpus_per_task"),
+        ("slurm_mem_gb", "mem_gb"),
+        ("slurm_account", "slurm_account"),
+    ):
+        value = getattr(args, opt, None)
+        if value is not None:
+            params[key] = value
+    return params

@@ -21,7 +21,7 @@ from typing import Any
 
 from spigot.config import apply_overrides, config_from_dict, load_config
 from spigot.experiments.plan import ExperimentPlan, read_plan, select
-from spigot.experiments.runner import cell, execute, get, mean_sd, to_csv
+from spigot.experiments.runner import cell, execute, get, mean_sd, slurm_params, to_csv
 from spigot.pipelines.sem2sent.config import MODES, Sem2SentConfig
 
 __all__ = ["DEFAULT_MODES", "format_table", "run_experiment", "summarize"]
@@ -96,6 +96,8 @@ def run_experiment(
     jobs: int = 2,
     progress: bool = True,
     reuse: bool = True,
+    executor: str = "local",
+    slurm: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train every mode with every seed; write and return the summary (see module doc)."""
     plan = ExperimentPlan(
@@ -135,7 +137,15 @@ def run_experiment(
                 ((v.label, seed), cfg.to_dict(), str(out / v.dirname / f"seed{seed}"), after)
             )
     expected = {key: _expected_epochs(c) for key, c, _, _ in jobs_plan}
-    done = execute(jobs_plan, expected=expected, jobs=jobs, progress=progress, reuse=reuse)
+    done = execute(
+        jobs_plan,
+        expected=expected,
+        jobs=jobs,
+        progress=progress,
+        reuse=reuse,
+        executor=executor,
+        slurm=slurm,
+    )
     results: dict[str, list[dict[str, Any]]] = {v.label: [] for v in variants}
     for label, seed in runs:
         results[label].append(done[(label, seed)])
@@ -222,6 +232,8 @@ def main(args: Any) -> int:
         jobs=args.jobs,
         progress=cfg.train.progress and not args.no_progress,
         reuse=not getattr(args, "rerun", False),
+        executor=getattr(args, "executor", "local"),
+        slurm=slurm_params(args, Path(args.out)),
     )
     print(summary["markdown"], end="")
     print(f"\nwrote {Path(args.out) / 'results.md'}, runs.csv, experiment.json")

@@ -34,7 +34,7 @@ from spigot.experiments.plan import (
     select,
 )
 from spigot.experiments.plots import plot_curves
-from spigot.experiments.runner import cell, execute, get, mean_sd, plural, to_csv
+from spigot.experiments.runner import cell, execute, get, mean_sd, plural, slurm_params, to_csv
 from spigot.pipelines.syn2sem.config import Syn2SemConfig
 
 __all__ = [
@@ -137,6 +137,8 @@ def run_experiment(
     progress: bool = True,
     share_pretraining: bool = True,
     reuse: bool = True,
+    executor: str = "local",
+    slurm: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train every mode with every seed; write and return the summary (see module doc).
 
@@ -191,7 +193,15 @@ def run_experiment(
             runs.append((v.label, seed))
             jobs_plan.append(((v.label, seed), cfg.to_dict(), run_dir, after))
     expected = {key: _expected_epochs(cfg_dict) for key, cfg_dict, _, _ in jobs_plan}
-    done = execute(jobs_plan, expected=expected, jobs=jobs, progress=progress, reuse=reuse)
+    done = execute(
+        jobs_plan,
+        expected=expected,
+        jobs=jobs,
+        progress=progress,
+        reuse=reuse,
+        executor=executor,
+        slurm=slurm,
+    )
     results: dict[str, list[dict[str, Any]]] = {v.label: [] for v in variants}
     for label, seed in runs:
         results[label].append(done[(label, seed)])
@@ -311,6 +321,8 @@ def main(args: Any) -> int:
         progress=progress,
         share_pretraining=not getattr(args, "separate_pretraining", False),
         reuse=not getattr(args, "rerun", False),
+        executor=getattr(args, "executor", "local"),
+        slurm=slurm_params(args, Path(args.out)),
     )
     print(summary["markdown"], end="")
     print(f"\nwrote {Path(args.out) / 'results.md'}, results.csv, runs.csv, learning_curve.png")

@@ -1,0 +1,83 @@
+"""The experiment runner: dependencies, reuse, and the Slurm path through submitit's local
+executor (the same code as ``--executor slurm``, run on this machine)."""
+
+from __future__ import annotations
+
+import pytest
+
+from spigot.config import apply_overrides
+from spigot.experiments.runner import execute
+from spigot.pipelines.sem2sent.config import Sem2SentConfig
+
+TINY = {
+    "mode": "bilstm",
+    "data.synthetic_train": 60,
+    "data.synthetic_dev": 20,
+    "data.synthetic_test": 20,
+    "data.synthetic_parser_train": 60,
+    "data.synthetic_parser_dev": 20,
+    "model.word_dim": 8,
+    "model.hidden": 8,
+    "model.feature_dim": 8,
+    "model.classifier_mlp_dim": 8,
+    "model.role_dim": 2,
+    "train.epochs": 1,
+    "train.progress": False,
+}
+
+
+def plan(tmp_path):
+    a = apply_overrides(Sem2SentConfig(), {**TINY, "seed": 0}).to_dict()
+    b = apply_overrides(Sem2SentConfig(), {**TINY, "seed": 1}).to_dict()
+    return [
+        (("first", 0), a, str(tmp_path / "a"), None),
+        (("second", 1), b, str(tmp_path / "b"), ("first", 0)),
+    ]
+
+
+def test_submitit_local_executor_equals_local_runs(tmp_path):
+    pytest.importorskip("submitit")
+    jobs = plan(tmp_path / "submitit")
+    expected = {j[0]: 1 for j in jobs}
+    via_submitit = execute(
+        jobs,
+        expected=expected,
+        progress=False,
+        executor="submitit-local",
+        slurm={"folder": str(tmp_path / "logs"), "timeout_min": 10},
+        poll=0.2,
+    )
+    local = execute(plan(tmp_path / "local"), expected=expected, jobs=1, progress=False)
+    for key in expected:
+        assert via_submitit[key]["dev"] == local[key]["dev"]
+        assert via_submitit[key]["test"] == local[key]["test"]
+    assert any((tmp_path / "logs").iterdir())  # submitit ran them
+    # reuse: a second call finds the finished runs and submits nothing
+    again = execute(
+        jobs,
+        expected=expected,
+        progress=False,
+        executor="submitit-local",
+        slurm={"folder": str(tmp_path / "logs2")},
+        poll=0.2,
+    )
+    assert again == via_submitit
+    assert not (tmp_path / "logs2").exists()
+
+
+def test_unknown_executor(tmp_path):
+    with pytest.raises(ValueError, match="executor must be one of"):
+        execute(plan(tmp_path), expected={}, executor="kubernetes")
+
+
+def test_failed_run_names_its_directory(tmp_path):
+    jobs = plan(tmp_path)
+    broken = dict(jobs[0][1], data={**jobs[0][1]["data"], "source": "sst", "sst_train": "nope"})
+    with pytest.raises(RuntimeError, match="first/seed0 failed in"):
+        execute(
+            [(jobs[0][0], broken, jobs[0][2], None)],
+            expected={jobs[0][0]: 1},
+            jobs=2,
+            progress=False,
+            poll=0.2,
+        )
