@@ -260,3 +260,11 @@ def test_cli_train_evaluate_and_experiment(tmp_path):
     md = (tmp_path / "exp" / "results.md").read_text()
     assert "| bilstm | 1 |" in md and "| pipeline | 1 |" in md
     assert (tmp_path / "exp" / "pretrain" / "seed0" / "parser.pt").is_file()
+
+
+def test_quick_config_is_the_synthetic_config_file():
+    from spigot.config import load_config
+    from spigot.pipelines.sem2sent.experiment import quick_config
+
+    root = Path(__file__).resolve().parents[1]
+    assert load_config(root / "configs" / "sem2sent_synthetic.toml") == quick_config()

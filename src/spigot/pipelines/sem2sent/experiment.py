@@ -24,9 +24,45 @@ from spigot.experiments.plan import ExperimentPlan, read_plan, select
 from spigot.experiments.runner import cell, execute, get, mean_sd, slurm_params, to_csv
 from spigot.pipelines.sem2sent.config import MODES, Sem2SentConfig
 
-__all__ = ["DEFAULT_MODES", "format_table", "run_experiment", "summarize"]
+__all__ = [
+    "DEFAULT_MODES",
+    "QUICK_SYNTHETIC",
+    "format_table",
+    "quick_config",
+    "run_experiment",
+    "summarize",
+]
 
 logger = logging.getLogger("spigot")
+
+QUICK_SYNTHETIC: dict[str, Any] = {
+    "data.source": "synthetic",
+    "model.word_dim": 50,
+    "model.parser_hidden": 64,
+    "model.parser_layers": 1,
+    "model.mlp_dim": 64,
+    "model.label_mlp_dim": 32,
+    "model.hidden": 64,
+    "model.role_dim": 16,
+    "model.feature_dim": 64,
+    "model.classifier_mlp_dim": 64,
+    "model.dropout": 0.2,
+    "model.word_dropout": 0.1,
+    "train.epochs": 30,
+    "train.patience": 8,
+    "train.pretrain_epochs": 8,
+    "train.pretrain_patience": 2,
+    "train.lr": 2e-3,
+    "train.threads": 1,
+}
+"""The synthetic default (``configs/sem2sent_synthetic.toml`` holds the same values): what
+``spigot experiment sem2sent`` runs without ``--config``."""
+
+
+def quick_config() -> Sem2SentConfig:
+    """The dataclass defaults with :data:`QUICK_SYNTHETIC` applied."""
+    return apply_overrides(Sem2SentConfig(), QUICK_SYNTHETIC)
+
 
 DEFAULT_MODES = ("bilstm", "gold", "pipeline", "joint", "ste", "marginals", "spigot")
 DEFAULT_SEEDS = (0, 1, 2)
@@ -214,7 +250,7 @@ def run_experiment(
 def main(args: Any) -> int:
     """Entry point of ``spigot experiment sem2sent`` (called by :mod:`spigot.cli`); without
     ``--config`` it runs the synthetic default (``configs/sem2sent_synthetic.toml``)."""
-    cfg = load_config(args.config, args.set or []) if args.config else Sem2SentConfig()
+    cfg = load_config(args.config, args.set or []) if args.config else quick_config()
     if not args.config and args.set:
         cfg = apply_overrides(cfg, args.set)
     if cfg.task != "sem2sent":
