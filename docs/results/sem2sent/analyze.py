@@ -1,0 +1,172 @@
+"""Tables and significance tests of a ``spigot experiment sem2sent`` run (docs/results_sem2sent.md).
+
+    python docs/results/sem2sent/analyze.py RUNS [--collect EXPERIMENT_DIR] [--out FILE]
+                                            [--resamples 10000] [--seed 0]
+
+``RUNS`` holds the committed artifacts of every run of the experiment, in its layout
+(``<mode>[-eta<eta>]/seed<seed>/``, ``pretrain/seed<seed>/``), each with ``config.toml``,
+``metrics.jsonl``, ``results.json`` and ``sentences.jsonl.gz`` (per test/dev sentence: gold,
+predicted, correct); no weights. ``--collect DIR`` first copies exactly these files from an
+experiment's output directory.
+
+The script recomputes every accuracy from the per-sentence records, checks it against each
+run's ``results.json``, and prints (with ``--out``, writes) Markdown:
+
+1. per mode, mean ± sd over seeds of dev and test accuracy and the parser's dev LF before and
+   after the sentiment stage;
+2. SPIGOT against every other mode on the test sentences: per seed a paired bootstrap (95%
+   interval, p-value) and a paired permutation test; pooled over the common seeds; the
+   seed-level differences with their 95% t-interval and exact sign-flip p-value
+   (:mod:`spigot.experiments.significance`).
+
+Accuracies in points (x100); differences are SPIGOT minus the other mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spigot.experiments.significance import (
+    mean_sd,
+    paired_bootstrap,
+    paired_permutation,
+    seed_differences,
+)
+from spigot.pipelines.syn2sem.outputs import SENTENCES_FILE, read_sentences
+
+ARTIFACTS = ("config.toml", "metrics.jsonl", "results.json", SENTENCES_FILE)
+
+
+def collect(src: Path, dst: Path) -> int:
+    """Copy the small artifacts of every finished run under ``src`` to ``dst``."""
+    n = 0
+    for res in sorted(src.glob("*/seed*/results.json")):
+        out = dst / res.parent.relative_to(src)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ARTIFACTS:
+            if (res.parent / name).is_file():
+                shutil.copy2(res.parent / name, out / name)
+        n += 1
+    return n
+
+
+def load_runs(root: Path) -> dict[str, dict[int, dict[str, Any]]]:
+    """``{mode dir: {seed: {"results": ..., "counts": {split: [N, 2] (correct, 1)}}}}``."""
+    runs: dict[str, dict[int, dict[str, Any]]] = {}
+    for res in sorted(root.glob("*/seed*/results.json")):
+        mode = res.parent.parent.name
+        if mode == "pretrain":
+            continue
+        seed = int(res.parent.name.removeprefix("seed"))
+        results = json.loads(res.read_text(encoding="utf-8"))
+        records = read_sentences(res.parent / SENTENCES_FILE)
+        counts = {}
+        for split in ("dev", "test"):
+            recs = sorted((r for r in records if r["split"] == split), key=lambda r: r["index"])
+            counts[split] = np.array([[r["correct"], 1] for r in recs], dtype=float)
+            acc = counts[split][:, 0].mean() if len(recs) else float("nan")
+            want = (results.get(split) or {}).get("acc")
+            if want is not None and abs(acc - want) > 1e-12:
+                raise SystemExit(f"{res.parent}: {split} accuracy {acc} != results.json {want}")
+        runs.setdefault(mode, {})[seed] = {"results": results, "counts": counts}
+    return runs
+
+
+def _cell(values: list[float]) -> str:
+    vals = [100 * v for v in values if v is not None and v == v]
+    if not vals:
+        return "–"
+    m, sd = mean_sd(vals)
+    return f"{m:.1f} ± {sd:.1f}"
+
+
+def tables(runs: dict[str, dict[int, dict[str, Any]]], resamples: int, seed: int) -> str:
+    lines = [
+        "| mode | seeds | dev acc | test acc | parser LF before | parser LF after |",
+        "|---|---|---|---|---|---|",
+    ]
+    for mode, by_seed in runs.items():
+        rs = [r["results"] for r in by_seed.values()]
+        lf = [
+            [((r.get(k) or {}).get("lf")) for r in rs]
+            for k in ("parser_dev_before", "parser_dev_after")
+        ]
+        lines.append(
+            f"| {mode} | {len(rs)} | {_cell([r['dev']['acc'] for r in rs])} | "
+            f"{_cell([(r.get('test') or {}).get('acc') for r in rs])} | {_cell(lf[0])} | "
+            f"{_cell(lf[1])} |"
+        )
+    out = ["## Accuracy (%, mean ± sd over seeds)", "", *lines, ""]
+    if "spigot" not in runs:
+        return "\n".join(out)
+    out += [
+        "## SPIGOT against each mode, test accuracy (points; SPIGOT minus the other)",
+        "",
+        "| other | seeds | pooled delta [95% CI] | bootstrap p | permutation p | "
+        "seed-level mean [95% t-CI] | sign-flip p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    a_runs = runs["spigot"]
+    for mode, b_runs in runs.items():
+        if mode == "spigot":
+            continue
+        seeds = sorted(set(a_runs) & set(b_runs))
+        if not seeds:
+            continue
+        a = np.stack([a_runs[s]["counts"]["test"] for s in seeds])
+        b = np.stack([b_runs[s]["counts"]["test"] for s in seeds])
+        boot = paired_bootstrap(a, b, n_resamples=resamples, seed=seed)
+        perm = paired_permutation(a, b, n_permutations=resamples, seed=seed)
+        deltas = [float(a[i, :, 0].mean() - b[i, :, 0].mean()) for i in range(len(seeds))]
+        sd = seed_differences(deltas)
+        out.append(
+            f"| {mode} | {len(seeds)} | {100 * boot.delta:+.2f} [{100 * boot.ci_low:+.2f}, "
+            f"{100 * boot.ci_high:+.2f}] | {boot.p_value:.4f} | {perm.p_value:.4f} | "
+            f"{100 * sd.mean:+.2f} [{100 * sd.ci_low:+.2f}, {100 * sd.ci_high:+.2f}] | "
+            f"{sd.p_sign_flip:.4f} |"
+        )
+    out += ["", "Per seed (paired bootstrap over test sentences):", ""]
+    out += ["| other | seed | delta [95% CI] | p |", "|---|---|---|---|"]
+    for mode, b_runs in runs.items():
+        if mode == "spigot":
+            continue
+        for s in sorted(set(a_runs) & set(b_runs)):
+            t = paired_bootstrap(
+                a_runs[s]["counts"]["test"],
+                b_runs[s]["counts"]["test"],
+                n_resamples=resamples,
+                seed=seed,
+            )
+            out.append(
+                f"| {mode} | {s} | {100 * t.delta:+.2f} [{100 * t.ci_low:+.2f}, "
+                f"{100 * t.ci_high:+.2f}] | {t.p_value:.4f} |"
+            )
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", type=Path)
+    ap.add_argument("--collect", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--resamples", type=int, default=10_000)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    if args.collect is not None:
+        print(f"collected {collect(args.collect, args.runs)} runs", file=sys.stderr)
+    md = tables(load_runs(args.runs), args.resamples, args.seed)
+    print(md, end="")
+    if args.out is not None:
+        args.out.write_text(md, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
