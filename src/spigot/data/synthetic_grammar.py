@@ -8,6 +8,7 @@ This module does not import torch.
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass, field
 
@@ -103,12 +104,7 @@ class _Zipf:
     """Sample indices 0..n-1 with probability proportional to 1 / (rank + 1) ** s."""
 
     def __init__(self, n: int, s: float = 1.1) -> None:
-        weights = [1.0 / (r + 1) ** s for r in range(n)]
-        total = 0.0
-        self.cum: list[float] = []
-        for w in weights:
-            total += w
-            self.cum.append(total)
+        self.cum = _zipf_cumulative(n, s)
 
     def sample(self, rng: random.Random) -> int:
         u = rng.random() * self.cum[-1]
@@ -120,6 +116,18 @@ class _Zipf:
             else:
                 hi = mid
         return lo
+
+
+@functools.lru_cache(maxsize=64)
+def _zipf_cumulative(n: int, s: float) -> list[float]:
+    """The cumulative Zipf weights of :class:`_Zipf`, computed once per ``(n, s)`` (the
+    generator builds its samplers for every sentence)."""
+    total = 0.0
+    cum: list[float] = []
+    for r in range(n):
+        total += 1.0 / (r + 1) ** s
+        cum.append(total)
+    return cum
 
 
 # left children: ascending key = further left; right children: ascending key = closer to head
