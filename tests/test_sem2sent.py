@@ -268,3 +268,22 @@ def test_quick_config_is_the_synthetic_config_file():
 
     root = Path(__file__).resolve().parents[1]
     assert load_config(root / "configs" / "sem2sent_synthetic.toml") == quick_config()
+
+
+def test_predict_gives_labels_and_the_parsers_graph(splits):
+    task = Sem2SentTask.from_splits(tiny("spigot"), splits)
+    out = task.predict(splits["dev"][:5])
+    assert [s.words for s in out] == [s.words for s in splits["dev"][:5]]
+    assert all(s.label in (0, 1) and isinstance(s.arcs, list) for s in out)
+    x_batch = next(iter(task.batches(splits["dev"][:5], train=False)))
+    with torch.no_grad():
+        x, s, _ = task.model.parse(x_batch)
+        arcs, _ = task.model.parser.decode(x, s, x_batch.lengths)
+    for b, i in enumerate(x_batch.indices):
+        assert sorted((h, m) for h, m, _ in out[i].arcs) == sorted(
+            (h, m) for bb, h, m in arcs.nonzero().tolist() if bb == b
+        )
+    assert all(
+        s.arcs is None
+        for s in Sem2SentTask.from_splits(tiny("bilstm"), splits).predict(splits["dev"][:2])
+    )

@@ -223,11 +223,27 @@ class Sem2SentTask(PipelineTask):
         res = scorer.compute()
         return {k: v for k, v in res.items() if not k.startswith("n_")}
 
+    @torch.no_grad()
     def predict(self, sentences: Sequence[SentimentSentence]) -> list[SentimentSentence]:
-        """Copies of ``sentences`` with the predicted label (and, when the mode reads a
-        parser's graph, the graph it read in ``arcs``)."""
+        """Copies of ``sentences`` with the predicted ``label`` and, in the modes that read a
+        parser's graph, that parser's argmax graph in ``arcs`` (``None`` otherwise)."""
         preds = self._predict(sentences)
-        return [dataclasses.replace(s, label=preds[i]) for i, s in enumerate(sentences)]
+        graphs: dict[int, list[tuple[int, int, str]] | None] = {}
+        m = self.model
+        if m.parser is not None:
+            labels = self.vocabs["labels"].itos
+            m.eval()
+            for batch in self.batches(sentences, train=False):
+                _, _, S = m.parse(batch)
+                z = m.graph.argmax(S, batch.lengths)
+                per: list[list[tuple[int, int, str]]] = [[] for _ in range(len(batch))]
+                for b, h, i, lab in z.nonzero().tolist():
+                    per[b].append((h, i, labels[lab + 1]))
+                graphs.update(zip(batch.indices, per, strict=True))
+        return [
+            dataclasses.replace(s, label=preds[i], arcs=graphs.get(i))
+            for i, s in enumerate(sentences)
+        ]
 
     # -- training --------------------------------------------------------------------------
     def fit(
