@@ -2,8 +2,9 @@
 
 ::
 
-    spigot train CONFIG [--set KEY=VALUE ...] [--out DIR]
+    spigot train CONFIG [--set KEY=VALUE ...] [--out DIR] [--overwrite]
     spigot train --resume DIR
+    torchrun --nproc_per_node=N -m spigot train CONFIG ...   (data-parallel, one run)
     spigot evaluate CHECKPOINT --data PATH [--json]
     spigot predict CHECKPOINT --data PATH --output FILE
     spigot experiment syn2sem [--config CONFIG] [--seeds 0 1] [--modes pipeline ste ...]
@@ -11,7 +12,8 @@
 
 ``--data`` is a ``.conllu`` (optionally ``.gz``) or ``.sdp`` file, or ``synthetic:train``,
 ``synthetic:dev``, ``synthetic:test`` for the synthetic treebank of the checkpoint's config.
-Heavy modules (torch, the models) are imported only once a command runs.
+Heavy modules (torch, the models) are imported only once a command runs. Errors are one line,
+``spigot COMMAND: error: MESSAGE``, with exit status 1 (``SPIGOT_DEBUG=1``: the traceback).
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         metavar="DIR",
         help="continue the interrupted run in DIR from its last.pt (config: DIR/config.toml)",
+    )
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train into a directory that already holds a run: its run files are removed first",
     )
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -141,40 +148,90 @@ def _print_metrics(name: str, metrics: dict[str, Any]) -> None:
 
 def _load_task(checkpoint: str) -> Any:
     from spigot.pipelines import task_class
-    from spigot.training import load_checkpoint
+    from spigot.pipelines.base import model_checkpoint
 
-    payload = load_checkpoint(checkpoint)
+    payload = model_checkpoint(checkpoint)
     return task_class(payload.get("task", "syn2sem")).from_checkpoint(payload)
 
 
+def _load_config(path: str | os.PathLike, overrides: list[str]) -> Any:
+    from spigot.config import ConfigError, load_config
+
+    try:
+        return load_config(path, overrides)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}); a config is a TOML file"
+        ) from None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from spigot.config import load_config
     from spigot.pipelines import task_class
+    from spigot.training import (
+        barrier,
+        close_distributed,
+        init_distributed,
+        is_main_process,
+        resolve_device,
+    )
 
     if args.resume:
         out = Path(args.resume)
         if args.out and Path(args.out) != out:
             raise ValueError("--resume DIR continues the run in DIR: leave out --out")
+        if args.overwrite:
+            raise ValueError("--resume continues the run in DIR, --overwrite replaces it: not both")
         if not (out / "last.pt").is_file():
             raise FileNotFoundError(f"--resume: no {out / 'last.pt'}: nothing to resume")
-        cfg = load_config(args.config or out / "config.toml", args.set)
+        cfg = _load_config(args.config or out / "config.toml", args.set)
     else:
         if args.config is None:
             raise ValueError("give a CONFIG file (or --resume DIR)")
-        cfg = load_config(args.config, args.set)
+        cfg = _load_config(args.config, args.set)
         stem = Path(args.config).stem
         out = Path(args.out or Path("runs") / f"{stem}-{cfg.mode}-seed{cfg.seed}")
     task_cls = task_class(cfg.task)
-    splits = task_cls.load_splits(cfg)
-    print(
-        f"spigot train: task {cfg.task}, mode {cfg.mode}, seed {cfg.seed}; "
-        f"{len(splits['train'])} train / {len(splits['dev'])} dev / {len(splits['test'])} test "
-        f"sentences -> {out}",
-        file=sys.stderr,
-    )
-    task = task_cls.from_config(cfg, splits["train"])
-    progress = cfg.train.progress and not args.no_progress
-    res = task.fit(splits, out, progress=progress, resume=bool(args.resume))
+    if not args.resume:
+        found = task_cls.holds_run(out)
+        if found and not args.overwrite:
+            hint = (
+                f"continue it with 'spigot train --resume {out}'"
+                if "last.pt" in found
+                else "it has finished"
+                if "results.json" in found
+                else "it did not finish"
+            )
+            raise FileExistsError(
+                f"{out} already holds a run ({', '.join(found)}; {hint}): give --overwrite to "
+                "replace it, or another --out"
+            )
+    # under torchrun: one process group for the run (gloo on the CPU, NCCL on CUDA); a
+    # pipeline whose config has no train.device trains on the CPU
+    distributed = init_distributed(resolve_device(getattr(cfg.train, "device", "cpu")))
+    try:
+        main_process = is_main_process()
+        if not main_process:
+            logging.getLogger().setLevel(logging.ERROR)  # process 0 reports
+        if args.overwrite and main_process:
+            task_cls.clear_run(out)
+        barrier()
+        splits = task_cls.load_splits(cfg)
+        if main_process:
+            print(
+                f"spigot train: task {cfg.task}, mode {cfg.mode}, seed {cfg.seed}; "
+                f"{len(splits['train'])} train / {len(splits['dev'])} dev / "
+                f"{len(splits['test'])} test sentences -> {out}",
+                file=sys.stderr,
+            )
+        task = task_cls.from_config(cfg, splits["train"])
+        progress = cfg.train.progress and not args.no_progress
+        res = task.fit(splits, out, progress=progress, resume=bool(args.resume))
+    finally:
+        if distributed:
+            close_distributed()
+    if not main_process:
+        return 0
     print(f"best epoch {res['best_epoch']} of {res['epochs_run']} ({cfg.mode}, seed {cfg.seed})")
     _print_metrics("dev", res["dev"])
     if res.get("test"):
@@ -203,10 +260,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
+    out = Path(args.output)
+    if not args.data.startswith("synthetic:") and _same_file(Path(args.data), out):
+        raise ValueError(
+            f"--output {out} is the input file {args.data}: predictions would overwrite it; "
+            "choose another output file"
+        )
+    if out.is_dir():
+        raise ValueError(f"--output {out} is a directory; give a file name")
     task = _load_task(args.checkpoint)
     sents = task.read_data(args.data)
-    out = Path(args.output)
     if out.parent != Path(""):
         out.parent.mkdir(parents=True, exist_ok=True)
     print(task.write_predictions(sents, args.data, out, progress=not args.no_progress))
@@ -241,6 +314,12 @@ def main(argv: list[str] | None = None) -> int:
         "predict": cmd_predict,
         "experiment": cmd_experiment,
     }
+    if args.command != "train" and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        print(
+            f"spigot {args.command}: error: only 'spigot train' runs under torchrun",
+            file=sys.stderr,
+        )
+        return 1
     try:
         return commands[args.command](args)
     except KeyboardInterrupt:
@@ -252,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("SPIGOT_DEBUG"):
             raise
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"spigot {args.command}: error: {msg}", file=sys.stderr)
+        line = " ".join(str(msg).split())  # one line, whatever the message
+        print(f"spigot {args.command}: error: {line}", file=sys.stderr)
         return 1
 
 

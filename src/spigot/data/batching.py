@@ -30,6 +30,8 @@ first in ``Sentence.arcs`` order.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -43,12 +45,66 @@ from .vocab import ROOT_ID, LabelVocab, Vocab
 __all__ = [
     "Batch",
     "BucketIterator",
+    "EpochPass",
+    "batch_device",
     "bucket_batches",
     "collate",
     "filter_by_length",
+    "shard_indices",
 ]
 
 DEFAULT_MAX_LENGTH = 160
+
+_DEVICE: contextvars.ContextVar[torch.device | None] = contextvars.ContextVar(
+    "spigot_batch_device", default=None
+)
+
+
+@contextlib.contextmanager
+def batch_device(device: torch.device | str | None) -> Iterator[None]:
+    """Within the block, a :class:`BucketIterator` built without ``device`` moves its batches
+    to ``device`` (``None``: leave them on the CPU).
+
+    :class:`spigot.training.Trainer` sets it around training and evaluation, so the
+    iterators a pipeline builds for its dev set follow the model's device.
+    """
+    token = _DEVICE.set(torch.device(device) if device is not None else None)
+    try:
+        yield
+    finally:
+        _DEVICE.reset(token)
+
+
+def shard_indices(
+    n: int, *, rank: int = 0, world_size: int = 1, multiple: int = 1, start: int = 0
+) -> list[int]:
+    """Positions (in an epoch's order of ``n`` batches) of the batches process ``rank`` of
+    ``world_size`` takes, from its ``start``-th on.
+
+    The epoch is first padded to a multiple of ``world_size * multiple`` batches by repeating
+    its first batches (wrap-around, as torch's ``DistributedSampler`` repeats samples), so
+    that every process runs the same number of optimizer steps of ``multiple`` batches each;
+    then process ``r`` takes global batches ``r, r + world_size, r + 2 world_size, ...``. With
+    ``world_size = multiple = 1`` this is ``range(start, n)``.
+
+    Args:
+        n: batches in the epoch.
+        rank, world_size: this process and the number of processes.
+        multiple: batches per optimizer step and process (gradient accumulation).
+        start: local batches already done (a resumed epoch).
+
+    Returns:
+        Global batch positions, each in ``0..n-1``.
+    """
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank {rank}, world_size {world_size}")
+    if multiple < 1 or start < 0:
+        raise ValueError(f"need multiple >= 1 and start >= 0, got {multiple} and {start}")
+    if n == 0:
+        return []
+    group = world_size * multiple
+    total = -(-n // group) * group
+    return [g % n for g in range(rank, total, world_size)][start:]
 
 
 @dataclass
@@ -275,7 +331,12 @@ class BucketIterator:
         max_length: longest sentence allowed (words).
         on_too_long: ``"raise"`` a ValueError naming the sentence, or ``"skip"``
             it (``n_skipped`` / ``skipped_ids`` tell which).
-        device: move batches to this device.
+        device: move batches to this device (default: the device of the enclosing
+            :func:`batch_device` block, if any).
+
+    An epoch can also be taken in part: :meth:`epoch_iter` skips the batches a resumed epoch
+    has done and shards the epoch over the processes of a data-parallel run, without collating
+    the batches it leaves out.
     """
 
     def __init__(
@@ -322,16 +383,49 @@ class BucketIterator:
     def __len__(self) -> int:
         return len(self.batches(0))
 
-    def __iter__(self) -> Iterator[Batch]:
+    def _collate(self, idx: list[int]) -> Batch:
+        batch = collate(
+            [self.sentences[i] for i in idx],
+            self.word_vocab,
+            self.pos_vocab,
+            deprel_vocab=self.deprel_vocab,
+            label_vocab=self.label_vocab,
+            indices=idx,
+        )
+        device = self.device if self.device is not None else _DEVICE.get()
+        return batch if device is None else batch.to(device)
+
+    def epoch_iter(
+        self, *, start: int = 0, rank: int = 0, world_size: int = 1, multiple: int = 1
+    ) -> EpochPass:
+        """The current epoch's batches for one process, from its ``start``-th; advances
+        :attr:`epoch` at once (as a full ``iter()`` does).
+
+        The order is the epoch's (seed ``seed + epoch``), so ``start = k`` gives exactly the
+        batches an uninterrupted pass yields after its first ``k``; ``rank``, ``world_size``
+        and ``multiple`` select this process's share (:func:`shard_indices`). Skipped batches
+        are not collated.
+        """
         plan = self.batches()
         self.epoch += 1
-        for idx in plan:
-            batch = collate(
-                [self.sentences[i] for i in idx],
-                self.word_vocab,
-                self.pos_vocab,
-                deprel_vocab=self.deprel_vocab,
-                label_vocab=self.label_vocab,
-                indices=idx,
-            )
-            yield batch if self.device is None else batch.to(self.device)
+        take = shard_indices(
+            len(plan), rank=rank, world_size=world_size, multiple=multiple, start=start
+        )
+        return EpochPass(self, [plan[g] for g in take])
+
+    def __iter__(self) -> Iterator[Batch]:
+        return iter(self.epoch_iter())
+
+
+class EpochPass:
+    """One pass of a :class:`BucketIterator`: a sized iterable of collated batches."""
+
+    def __init__(self, source: BucketIterator, plan: list[list[int]]) -> None:
+        self.source, self.plan = source, plan
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __iter__(self) -> Iterator[Batch]:
+        for idx in self.plan:
+            yield self.source._collate(idx)

@@ -7,7 +7,11 @@ on the pipeline:
 * :meth:`PipelineTask.checkpoint` / :meth:`save`: the model checkpoint (config, vocabularies,
   weights) that ``spigot evaluate`` and ``spigot predict`` read;
 * :meth:`PipelineTask.resume_payload` / :meth:`resume_state`: ``last.pt``, written after every
-  epoch, from which an interrupted run continues exactly;
+  epoch (and every ``train.checkpoint_every``), from which an interrupted run continues exactly;
+* :meth:`PipelineTask.holds_run` / :meth:`clear_run`: whether a directory already holds a run
+  (``spigot train`` refuses it without ``--resume`` or ``--overwrite``) and clearing it;
+* :func:`model_checkpoint`: a checkpoint that ``spigot evaluate``/``predict`` can use (not a
+  ``last.pt`` nor a ``syntax.pt``);
 * :func:`write_results`: ``results.json`` with NaN written as ``null``.
 """
 
@@ -23,10 +27,11 @@ from spigot.training import (
     CHECKPOINT_VERSION,
     atomic_torch_save,
     atomic_write_text,
+    clean_temp_files,
     load_checkpoint,
 )
 
-__all__ = ["PipelineTask", "flat_keys", "write_results"]
+__all__ = ["PipelineTask", "flat_keys", "model_checkpoint", "write_results"]
 
 
 class PipelineTask:
@@ -41,6 +46,39 @@ class PipelineTask:
     config: Any
     vocabs: dict[str, Any]
     model: Any
+
+    run_files: tuple[str, ...] = (
+        "config.toml",
+        "metrics.jsonl",
+        "best.pt",
+        "last.pt",
+        "results.json",
+        # pipeline 1's other outputs (a subclass lists its own)
+        "syntax.pt",
+        "sentences.jsonl.gz",
+    )
+    """The files a run directory may hold: :meth:`holds_run` looks for them and
+    :meth:`clear_run` removes them (and nothing else)."""
+
+    resume_ignores: tuple[str, ...] = ("train.progress", "train.checkpoint_every")
+    """Config keys that may differ when a run is resumed (they do not change its numbers)."""
+
+    @classmethod
+    def holds_run(cls, out_dir: str | os.PathLike) -> list[str]:
+        """The run files already in ``out_dir`` (empty: a new or unrelated directory)."""
+        d = Path(out_dir)
+        return [name for name in cls.run_files if (d / name).exists()] if d.is_dir() else []
+
+    @classmethod
+    def clear_run(cls, out_dir: str | os.PathLike) -> list[str]:
+        """Remove the run files (and leftover temporary files) of ``out_dir``; return the
+        names removed. Other files are left alone."""
+        d = Path(out_dir)
+        gone = cls.holds_run(d)
+        for name in gone:
+            (d / name).unlink()
+        gone += [p.name for p in clean_temp_files(d)]
+        return gone
 
     def checkpoint_extras(self) -> dict[str, Any]:
         """Pipeline-specific entries of the checkpoint (e.g. the word embedding size)."""
@@ -92,13 +130,39 @@ class PipelineTask:
         if payload.get("kind") != "resume":
             raise ValueError(f"{path} is not a resume checkpoint")
         ours, theirs = flat_keys(self.config.to_dict()), flat_keys(payload["config"])
-        diff = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+        keys = (ours.keys() | theirs.keys()) - set(self.resume_ignores)
+        diff = sorted(k for k in keys if ours.get(k) != theirs.get(k))
         if diff:
             raise ValueError(
                 f"cannot resume {out_dir}: it was started with other settings "
                 f"({', '.join(diff)} differ)"
             )
         return payload
+
+
+def model_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The payload of a model checkpoint (``best.pt``) for ``spigot evaluate``/``predict``.
+
+    Raises:
+        ValueError: the file is not a spigot checkpoint, or is one that holds no trained
+            model: a resume checkpoint (``last.pt``) or the syntactic stage's parser
+            (``syntax.pt``); the message names the file and says what to use instead.
+    """
+    payload = load_checkpoint(path)
+    p = Path(path)
+    if payload.get("kind") == "resume":
+        raise ValueError(
+            f"{p} is the resume checkpoint (last.pt) of an unfinished run, not a model: "
+            f"continue the run with 'spigot train --resume {p.parent}', or evaluate its best.pt"
+        )
+    if payload.get("phase") == "syntax":
+        raise ValueError(
+            f"{p} holds only the parser of the syntactic stage (syntax.pt), not a trained "
+            "model: evaluate the run's best.pt (syntax.pt is for train.init_syntax)"
+        )
+    if "state_dict" not in payload or "vocabs" not in payload or "config" not in payload:
+        raise ValueError(f"{p} is a spigot checkpoint without a model (no weights)")
+    return payload
 
 
 def flat_keys(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -226,6 +226,22 @@ class TrainConfig:
         threads: torch CPU threads (0 = torch's default; 1 is fastest for small models on a
             shared CPU).
         progress: show tqdm progress bars.
+        device: ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"`` or
+            ``"cuda:N"``: where the model, its batches and losses live (the tree algorithms
+            run compiled on the CPU whatever the device). Asking for CUDA where there is none
+            is an error, never a silent fallback (:func:`spigot.training.resolve_device`).
+            Under ``torchrun``, ``"cuda"``/``"auto"`` give every process its ``LOCAL_RANK``.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA only): autocast of the two
+            BiLSTM encoders; scorers, structures and losses stay in float32 (float64 in the
+            tree kernels). No loss scaling (it would change SPIGOT's step): prefer bf16.
+        accumulate: batches per optimizer step (gradient accumulation: the gradients of
+            ``accumulate`` batches, each loss per word of its batch, are averaged). With
+            ``N`` processes a step covers ``N * accumulate`` batches.
+        checkpoint_every: also write ``last.pt`` in the middle of an epoch: an integer is a
+            number of optimizer steps (``500``), a string with a unit a duration
+            (``"10min"``, ``"90s"``, ``"1h"``); ``0`` = only at the end of each epoch.
+            A run killed at any time resumes from its last checkpoint with exactly the
+            weights of an uninterrupted run.
     """
 
     epochs: int = 10
@@ -242,6 +258,10 @@ class TrainConfig:
     log_grad_norms: bool = False
     threads: int = 1
     progress: bool = True
+    device: str = "auto"
+    precision: str = "fp32"
+    accumulate: int = 1
+    checkpoint_every: str = "0"
 
 
 @dataclass

@@ -130,6 +130,11 @@ class Syn2SemTask(PipelineTask):
     @classmethod
     def from_checkpoint(cls, payload: dict[str, Any]) -> Syn2SemTask:
         """Rebuild the task from :meth:`checkpoint`'s payload (see ``load_checkpoint``)."""
+        if payload.get("kind") == "resume" or "state_dict" not in payload:
+            raise ValueError(
+                "not a model checkpoint (a last.pt resume checkpoint?): use a best.pt "
+                "(spigot.pipelines.base.model_checkpoint checks a file)"
+            )
         raw = payload["config"]
         if "coupling" not in raw.get("model", {}):  # written before model.coupling existed
             raw = {**raw, "model": {**raw.get("model", {}), "coupling": "syntactic"}}
@@ -151,9 +156,15 @@ class Syn2SemTask(PipelineTask):
 
         The checkpoint must come from a run with the same word and POS vocabularies (the same
         training data and ``data`` settings) and the same syntactic parser sizes; anything
-        else raises a :class:`ValueError` that says what differs.
+        else raises a :class:`ValueError` that says what differs (the config keys, with their
+        values in the checkpoint and here).
         """
         payload = load_checkpoint(path)
+        if payload.get("kind") == "resume":
+            raise ValueError(
+                f"{path}: a resume checkpoint (last.pt), not a model: give the syntax.pt or "
+                "best.pt of a finished run"
+            )
         if payload.get("task") != self.name:
             raise ValueError(f"{path}: a {payload.get('task')!r} checkpoint, not {self.name!r}")
         for key in ("words", "pos"):
@@ -169,11 +180,36 @@ class Syn2SemTask(PipelineTask):
         }
         if not state:
             raise ValueError(f"{path}: the checkpoint has no syntactic parser (mode 'none'?)")
+        # the settings that shape the syntactic parser's weights
+        theirs_m = payload.get("config", {}).get("model", {})
+        ours_m = dataclasses.asdict(self.config.model)
+        values = {
+            "model.word_dim": (
+                payload.get("word_dim", theirs_m.get("word_dim")),
+                int(self.model.syntax.encoder.word_emb.weight.shape[1]),
+            )
+        }
+        keys = ["pos_dim", "lstm_hidden", "lstm_layers", "mlp_dim", "syn_scorer"]
+        keys += ["syntactic_labels"]
+        if ours_m["syntactic_labels"] and theirs_m.get("syntactic_labels"):
+            keys.append("label_mlp_dim")
+        for k in keys:
+            values[f"model.{k}"] = (theirs_m.get(k), ours_m[k])
+        diff = [f"{k} is {a!r} there and {b!r} here" for k, (a, b) in values.items() if a != b]
+        if not diff and ours_m["syntactic_labels"]:
+            if payload["vocabs"].get("deprels") != self.vocabs["deprels"].to_dict():
+                diff.append("the syntactic relation (deprels) vocabulary differs")
+        if diff:
+            raise ValueError(
+                f"{path}: its syntactic parser does not fit this model.* configuration: "
+                + "; ".join(diff)
+            )
         try:
             self.model.syntax.load_state_dict(state)
         except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
             raise ValueError(
-                f"{path}: its syntactic parser does not fit this model.* configuration: {exc}"
+                f"{path}: its syntactic parser does not fit this model.* configuration: {first}"
             ) from None
 
     # -- batches ---------------------------------------------------------------------------
@@ -381,10 +417,25 @@ class Syn2SemTask(PipelineTask):
         self, sentences: Sequence[Sentence], spec: str, out: Path, *, progress: bool = False
     ) -> str:
         """Parse ``sentences`` (read from ``spec``) and write them to ``out`` in the format of
-        the input (SDP for ``.sdp`` files, else CoNLL-U); return a one-line report."""
-        from spigot.data import write_conllu, write_sdp
+        the input (SDP for ``.sdp`` files, else CoNLL-U); return a one-line report.
+
+        A CoNLL-U input file is copied line by line with the predicted ``HEAD``, ``DEPREL``
+        and ``DEPS`` spliced into its word lines, so that its comments (in their order),
+        multiword-token lines and empty nodes are kept (:mod:`spigot.data.conllu_splice`).
+        ``out`` is written atomically.
+        """
+        from spigot.data import format_conllu, format_sdp
+        from spigot.data._text import iter_file_lines
+        from spigot.data.conllu_splice import splice_conllu
+        from spigot.training import atomic_write_text
 
         sdp = is_sdp_path(spec)
         preds = self.predict(sentences, sdp=sdp, progress=progress)
-        (write_sdp if sdp else write_conllu)(preds, out)
+        if sdp:
+            text = format_sdp(preds)
+        elif spec.startswith("synthetic:"):
+            text = format_conllu(preds)
+        else:
+            text = splice_conllu(iter_file_lines(spec), preds, source=spec)
+        atomic_write_text(text, out)
         return f"wrote {len(preds)} sentences to {out} ({'SDP' if sdp else 'CoNLL-U'})"
