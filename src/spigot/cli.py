@@ -27,6 +27,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from spigot.data import download as data_download
+
 __all__ = ["build_parser", "main"]
 
 EXPERIMENTS = ("syn2sem", "sem2sent", "estimators")  # = spigot.experiments.experiment_names()
@@ -125,11 +127,34 @@ def build_parser() -> argparse.ArgumentParser:
         "instead of once per seed",
     )
     x.add_argument(
+        "--executor",
+        choices=("local", "slurm", "submitit-local"),
+        default="local",
+        help="where the runs go: worker processes here (local, --jobs of them), one Slurm job "
+        "each through submitit (slurm; pip install 'torch-spigot[cluster]'), or submitit's "
+        "local executor (submitit-local, for trying the Slurm path)",
+    )
+    x.add_argument("--slurm-partition", default=None, help="Slurm partition")
+    x.add_argument("--slurm-time", type=int, default=None, help="time limit per run, minutes")
+    x.add_argument("--slurm-gpus", type=int, default=None, help="GPUs per run")
+    x.add_argument("--slurm-cpus", type=int, default=None, help="CPUs per run")
+    x.add_argument("--slurm-mem-gb", type=int, default=None, help="memory per run, GB")
+    x.add_argument("--slurm-account", default=None, help="Slurm account")
+    x.add_argument(
         "--rerun",
         action="store_true",
         help="retrain runs whose directory already holds finished results with the same config",
     )
     x.add_argument("--no-progress", action="store_true", help="no progress bars")
+    for command in (t, e, r, x):
+        command.add_argument(
+            "--data-dir",
+            default=None,
+            metavar="DIR",
+            help="the data directory: config paths under ../shared/data/ or ${data}/ are read "
+            "from DIR (default: $SPIGOT_DATA, else ../shared/data)",
+        )
+    data_download.add_subparser(sub)
     return p
 
 
@@ -224,7 +249,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"{len(splits['test'])} test sentences -> {out}",
                 file=sys.stderr,
             )
-        task = task_cls.from_config(cfg, splits["train"])
+        if hasattr(task_cls, "from_splits"):  # a pipeline whose vocabularies need more data
+            task = task_cls.from_splits(cfg, splits)
+        else:
+            task = task_cls.from_config(cfg, splits["train"])
         progress = cfg.train.progress and not args.no_progress
         res = task.fit(splits, out, progress=progress, resume=bool(args.resume))
     finally:
@@ -308,10 +336,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    if getattr(args, "data_dir", None):  # read by spigot.data.download.resolve_data_path,
+        os.environ["SPIGOT_DATA"] = args.data_dir  # here and in the experiment's workers
     commands = {
         "train": cmd_train,
         "evaluate": cmd_evaluate,
         "predict": cmd_predict,
+        "data": data_download.main,
         "experiment": cmd_experiment,
     }
     if args.command != "train" and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:

@@ -81,8 +81,10 @@ def resolve_data_path(path: PathLike, data_dir: PathLike | None = None) -> Path:
 
     * ``${data}/REST`` -> ``DATA_DIR/REST``;
     * ``../shared/data/REST`` (how the configs were written so far) -> ``DATA_DIR/REST``, so that
-      ``--dir`` and ``$SPIGOT_DATA`` apply to existing configs too; when no data directory is
-      found it is returned unchanged (the reader then reports the missing file);
+      ``--dir`` and ``$SPIGOT_DATA`` apply to existing configs too; when ``$SPIGOT_DATA`` names
+      a missing directory this raises :class:`DataDirError`; when it is not set and
+      ``../shared/data`` does not exist the path is returned unchanged (the reader then reports
+      the missing file);
     * any other path (absolute, or relative to the current directory) is returned unchanged.
 
     ``DATA_DIR`` is ``data_dir`` if given, else :func:`find_data_dir` ``(None)``.
@@ -100,6 +102,8 @@ def resolve_data_path(path: PathLike, data_dir: PathLike | None = None) -> Path:
     if norm.startswith(prefix):
         if data_dir is not None:
             return Path(data_dir) / norm[len(prefix) :]
+        if os.environ.get(ENV_VAR):  # asked for: a missing directory is an error
+            return find_data_dir(None) / norm[len(prefix) :]
         try:
             return find_data_dir(None) / norm[len(prefix) :]
         except DataDirError:

@@ -107,20 +107,21 @@ def load_splits(config: Sem2SentConfig) -> Sem2SentData:
         parser = {"train": [_words_only(s) for s in ptrain], "dev": [_words_only(s) for s in pdev]}
         return Sem2SentData(out, parser, {"source": "synthetic"})
     from spigot.data import read_propbank, read_sst_trees
+    from spigot.data.download.paths import resolve_data_path
     from spigot.pipelines.syn2sem.data import read_corpus
 
     report: dict[str, Any] = {"source": "sst", "splits": {}, "parser": {}}
     out = {}
     for name in ("train", "dev", "test"):
         path = getattr(d, f"sst_{name}")
-        exs = read_sst_trees(path, binary=True) if path else []
+        exs = read_sst_trees(resolve_data_path(path), binary=True) if path else []
         out[name] = [
             as_sentence(e.tokens, int(e.label), None, f"sst-{name}-{i}") for i, e in enumerate(exs)
         ]
         report["splits"][name] = {"file": path, "sentences": len(exs)}
     if not out["train"] or not out["dev"]:
         raise DataError("data.sst_train and data.sst_dev must give sentences")
-    index = read_propbank(d.propbank)
+    index = read_propbank(resolve_data_path(d.propbank))
     opts = SimpleNamespace(
         target="propbank",
         propbank=d.propbank,

@@ -86,9 +86,12 @@ class Sem2SentTask(PipelineTask):
         seed_everything(config.seed)
         pretrained = None
         if d.glove:
-            if not Path(d.glove).is_file():
-                raise FileNotFoundError(f"GloVe file not found: {d.glove}")
-            pretrained, _ = load_glove(d.glove, vocabs["words"], seed=config.seed)
+            from spigot.data.download.paths import resolve_data_path
+
+            glove = resolve_data_path(d.glove)
+            if not glove.is_file():
+                raise FileNotFoundError(f"GloVe file not found: {glove}")
+            pretrained, _ = load_glove(glove, vocabs["words"], seed=config.seed)
         return cls(config, vocabs, cls._build_model(config, vocabs, pretrained))
 
     @staticmethod

@@ -31,6 +31,7 @@ from spigot.data import (
     read_sdp,
     synthetic_splits,
 )
+from spigot.data.download.paths import resolve_data_path
 from spigot.data.propbank import PropBankIndex
 from spigot.pipelines.syn2sem.config import Syn2SemConfig
 from spigot.training import DataError
@@ -89,7 +90,7 @@ def read_corpus(
         FileNotFoundError: no such file.
         DataError: no usable sentence, or a PropBank target asked of an SDP file.
     """
-    p = Path(path)
+    p = resolve_data_path(path)
     if not p.is_file():
         hint = "" if p.is_absolute() else f" (relative paths are resolved against {Path.cwd()})"
         raise FileNotFoundError(f"data file not found: {p}{hint}")
@@ -111,7 +112,9 @@ def read_corpus(
         )
         skipped_ids: list[tuple[str | None, str]] = [(i, "invalid tree") for i, _ in rs.skipped]
         if target == "propbank":
-            index = propbank_index if propbank_index is not None else read_propbank(data.propbank)
+            index = propbank_index
+            if index is None:
+                index = read_propbank(resolve_data_path(data.propbank))
             st = PropBankStats()
             sents = attach_propbank(sents, index, stats=st, source=str(p))
             skipped_ids += st.skipped_ids
@@ -147,7 +150,7 @@ def load_splits(config: Syn2SemConfig) -> Splits:
     index = None
     report: dict[str, Any] = {"target": d.target, "splits": {}}
     if d.target == "propbank":
-        index = read_propbank(d.propbank)  # once for all splits
+        index = read_propbank(resolve_data_path(d.propbank))  # once for all splits
         report["propbank"] = d.propbank
     out: dict[str, list[Sentence]] = {}
     for name in ("train", "dev", "test"):

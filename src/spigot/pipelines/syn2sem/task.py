@@ -93,9 +93,12 @@ class Syn2SemTask(PipelineTask):
         seed_everything(config.seed)
         pretrained, stats = None, None
         if d.glove:
-            if not Path(d.glove).is_file():
-                raise FileNotFoundError(f"GloVe file not found: {d.glove}")
-            pretrained, stats = load_glove(d.glove, vocabs["words"], seed=config.seed)
+            from spigot.data.download.paths import resolve_data_path
+
+            glove = resolve_data_path(d.glove)
+            if not glove.is_file():
+                raise FileNotFoundError(f"GloVe file not found: {glove}")
+            pretrained, stats = load_glove(glove, vocabs["words"], seed=config.seed)
             logger.info(
                 "GloVe %s: %dd, %.1f%% of word types and %.1f%% of tokens covered",
                 d.glove,
