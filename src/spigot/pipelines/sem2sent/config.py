@@ -139,6 +139,11 @@ class TrainConfig:
             ``ste``: gradient multiplier (0 = 1).
         threads: torch and tree-kernel threads (0 = leave the defaults).
         progress: progress bars.
+        device, precision, accumulate, checkpoint_every: as in pipeline 1
+            (:class:`spigot.pipelines.syn2sem.config.TrainConfig`): where the model and its
+            batches live (``"auto"``: CUDA when available; never a silent CPU fallback), autocast
+            of the two BiLSTM encoders, batches per optimizer step, mid-epoch ``last.pt``
+            (steps, or a duration such as ``"10min"``; ``"0"``: at epoch ends only).
     """
 
     epochs: int = 20
@@ -153,6 +158,10 @@ class TrainConfig:
     eta: float = 0.0
     threads: int = 1
     progress: bool = True
+    device: str = "auto"
+    precision: str = "fp32"
+    accumulate: int = 1
+    checkpoint_every: str = "0"
 
 
 @dataclass
@@ -206,6 +215,8 @@ class Sem2SentConfig:
         check_nonneg("train.parser_weight", t.parser_weight)
         check_nonneg("train.eta", t.eta)
         check_nonneg("train.threads", t.threads)
+        check_choice("train.precision", t.precision, ("fp32", "bf16", "fp16"))
+        check_positive("train.accumulate", t.accumulate)
         return self
 
     def uses_parser(self) -> bool:

@@ -147,6 +147,12 @@ class Step:
     def __len__(self) -> int:
         return len(self.sentiment)
 
+    def to(self, device: Any) -> Step:
+        """The step with both batches on ``device``."""
+        return Step(
+            self.sentiment.to(device), None if self.parser is None else self.parser.to(device)
+        )
+
 
 class Interleaved:
     """Sentiment batches, each paired with at most one parser batch (see the module doc).
@@ -177,29 +183,32 @@ class Interleaved:
         return len(self.sentiment)
 
     def __iter__(self) -> Iterator[Step]:
+        return iter(self.epoch_iter())
+
+    def epoch_iter(
+        self, *, start: int = 0, rank: int = 0, world_size: int = 1, multiple: int = 1
+    ) -> list[Step]:
+        """The current epoch's steps for one process, from its ``start``-th (the protocol of
+        :meth:`spigot.data.BucketIterator.epoch_iter`, which :class:`spigot.training.Trainer`
+        uses for mid-epoch resume and data-parallel shards); advances :attr:`epoch`."""
+        from spigot.data.batching import shard_indices
+
         e = self.epoch
-        sentiment = list(iter(self.sentiment))  # advances its epoch
-        if self.parser is None or self.fraction <= 0:
-            yield from (Step(b) for b in sentiment)
-            return
-        self.parser.epoch = e
-        plan = self.parser.batches()
-        k = min(len(plan), max(1, round(self.fraction * len(plan))))
-        chosen = sorted(random.Random(f"{self.seed}-{e}").sample(range(len(plan)), k))
-        slots = {math.floor(j * len(sentiment) / k): chosen[j] for j in range(k)}
-        self.parser.epoch = e + 1
-        for i, b in enumerate(sentiment):
-            yield Step(b, self._collate(plan[slots[i]]) if i in slots else None)
-
-    def _collate(self, idx: list[int]) -> Any:
-        from spigot.data.batching import collate
-
-        p = self.parser
-        batch = collate(
-            [p.sentences[i] for i in idx],
-            p.word_vocab,
-            p.pos_vocab,
-            label_vocab=p.label_vocab,
-            indices=idx,
+        plan = self.sentiment.batches()
+        self.epoch = e + 1
+        pairs: dict[int, list[int]] = {}
+        if self.parser is not None and self.fraction > 0:
+            pplan = self.parser.batches(e)
+            k = min(len(pplan), max(1, round(self.fraction * len(pplan))))
+            chosen = sorted(random.Random(f"{self.seed}-{e}").sample(range(len(pplan)), k))
+            pairs = {math.floor(j * len(plan) / k): pplan[chosen[j]] for j in range(k)}
+        take = shard_indices(
+            len(plan), rank=rank, world_size=world_size, multiple=multiple, start=start
         )
-        return batch if p.device is None else batch.to(p.device)
+        return [
+            Step(
+                self.sentiment._collate(plan[g]),
+                self.parser._collate(pairs[g]) if g in pairs and self.parser is not None else None,
+            )
+            for g in take
+        ]

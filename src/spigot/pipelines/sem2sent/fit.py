@@ -6,15 +6,17 @@ the epoch loop, early stopping and resume are the shared :class:`spigot.training
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spigot.config import dump_toml
+from spigot.data.batching import batch_device
 from spigot.pipelines.base import write_results
 from spigot.pipelines.sem2sent.data import Interleaved, Sem2SentData
 from spigot.pipelines.syn2sem.outputs import SENTENCES_FILE, write_sentences
@@ -24,6 +26,12 @@ from spigot.training import (
     Trainer,
     atomic_torch_save,
     atomic_write_text,
+    autocast_dtype,
+    autocast_modules,
+    clean_temp_files,
+    parse_checkpoint_every,
+    rank_and_world,
+    resolve_device,
     seed_everything,
 )
 
@@ -55,21 +63,48 @@ def fit(
     The run directory gets ``config.toml``, ``metrics.jsonl``, ``best.pt`` (best dev
     accuracy), ``results.json`` (dev/test accuracy, the parser's dev LF before and after the
     sentiment stage, time per epoch) and ``sentences.jsonl.gz`` (per test/dev sentence:
-    gold, predicted, correct; for paired tests). ``last.pt`` makes an interrupted run resumable
-    (``resume=True``), with the same result as an uninterrupted one.
+    gold, predicted, correct; for paired tests). ``last.pt`` (after every epoch and every
+    ``train.checkpoint_every``) makes an interrupted run resumable (``resume=True``), with the
+    same result as an uninterrupted one. The model trains on ``train.device``; under
+    ``torchrun`` every process runs this function and process 0 alone writes and evaluates
+    (the others return an empty dict), as in :func:`spigot.pipelines.syn2sem.fit.fit`.
     """
     cfg, t = task.config, task.config.train
     model = task.model
-    progress = t.progress if progress is None else progress
+    rank, world = rank_and_world()
+    main = rank == 0
+    progress = (t.progress if progress is None else progress) and main
     out = Path(out_dir)
     last_path = out / "last.pt"
-    state = task.resume_state(out) if resume else None
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(dump_toml(cfg), out / "config.toml")
-    log = JsonlLog(out / "metrics.jsonl", append=state is not None)
-    seed_everything(cfg.seed)
+    # -- everything that can fail, before any file is written --------------------------
+    device = resolve_device(t.device)
+    autocast_dtype(t.precision, device)
+    every = parse_checkpoint_every(t.checkpoint_every)
+    state: dict[str, Any] | None = None
+    if resume:
+        state = task.resume_state(out)
+        n = state["trainer"].get("world_size", 1)
+        if n != world:
+            raise ValueError(f"cannot resume {out}: it was trained by {n} process(es), not {world}")
+    seed_everything(cfg.seed + 1_000_003 * rank)
     parser_train = splits.parser.get("train") or []
     parser_dev = splits.parser.get("dev") or []
+    parser = model.parser
+    init_parser = bool(parser is not None and t.init_parser and state is None)
+    if init_parser:
+        task.load_parser(t.init_parser)
+    model.to(device)
+    log_path = out / "metrics.jsonl"
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        if state is not None:
+            clean_temp_files(out)
+            size = state.get("log_bytes")
+            if size is not None and log_path.is_file() and log_path.stat().st_size > size:
+                with log_path.open("r+b") as f:
+                    f.truncate(size)
+        atomic_write_text(dump_toml(cfg), out / "config.toml")
+    log = JsonlLog(log_path if main else None, append=state is not None)
     log.write(
         {
             "event": "start",
@@ -77,6 +112,8 @@ def fit(
             "task": task.name,
             "mode": cfg.mode,
             "seed": cfg.seed,
+            "device": str(device),
+            "processes": world,
             "n_train": len(splits["train"]),
             "n_dev": len(splits["dev"]),
             "n_test": len(splits.get("test") or []),
@@ -87,6 +124,25 @@ def fit(
             "data": splits.report,
         }
     )
+    if init_parser:
+        log.write({"event": "init_parser", "path": t.init_parser})
+    encoders = [model.encoder] + ([parser.encoder] if parser is not None else [])
+
+    def trainer(patience: int) -> Trainer:
+        return Trainer(
+            model,
+            lr=t.lr,
+            clip=t.clip,
+            patience=patience,
+            log=log,
+            progress=progress,
+            device=device,
+            precision=t.precision,
+            autocast=encoders,
+            accumulate=t.accumulate,
+            checkpoint_every=every,
+        )
+
     start = time.perf_counter()
     done_before: list[dict[str, Any]] = state["stage_history"] if state else []
     resume_stage = state["trainer"]["phase"] if state else None
@@ -99,36 +155,39 @@ def fit(
                 trainer=trainer_state,
                 stage_history=[dataclasses.asdict(e) for e in stage_history],
                 elapsed=elapsed_before + time.perf_counter() - start,
+                log_bytes=log_path.stat().st_size,
             )
             atomic_torch_save(payload, last_path)
 
         return save
 
-    parser = model.parser
-    if parser is not None and t.init_parser and state is None:
-        task.load_parser(t.init_parser)
-        log.write({"event": "init_parser", "path": t.init_parser})
+    def on_device() -> Any:
+        return _on_device(device, t.precision, encoders)
+
     # stage 1: the parser alone
     n_pre = t.pretrain_epochs if parser is not None and not t.init_parser else 0
     if resume_stage == "sentiment":
         history.extend(EpochStats(**e) for e in done_before)
     elif n_pre > 0:
-        res = Trainer(
-            model, lr=t.lr, clip=t.clip, patience=t.pretrain_patience, log=log, progress=progress
-        ).fit(
+        assert parser is not None
+        res = trainer(t.pretrain_patience).fit(
             task.batches(parser_train, train=True, parser=True),
             lambda b: model.parser_loss(b),
             lambda: task.evaluate_parser(parser_dev),
             epochs=n_pre,
             select="lf",
             phase="parser",
-            parameters=parser.parameters() if parser is not None else None,
+            parameters=parser.parameters(),
             on_epoch=on_epoch([]),
             resume=state["trainer"] if state else None,
         )
         history.extend(res.history)
-        task.save(out / "parser.pt", epoch=res.best_epoch, phase="parser", dev=res.best_metrics)
-    parser_before = task.evaluate_parser(parser_dev) if parser is not None else {}
+        if main:
+            task.save(out / "parser.pt", epoch=res.best_epoch, phase="parser", dev=res.best_metrics)
+    parser_before: dict[str, float] = {}
+    if parser is not None and main:
+        with on_device():
+            parser_before = task.evaluate_parser(parser_dev)
     if cfg.mode == "pipeline":
         model.freeze_parser()
     # stage 2: sentiment (and the parser's own loss on a fraction of its data, joint modes)
@@ -145,7 +204,7 @@ def fit(
         t.parser_fraction,
         cfg.seed,
     )
-    res = Trainer(model, lr=t.lr, clip=t.clip, patience=t.patience, log=log, progress=progress).fit(
+    res = trainer(t.patience).fit(
         steps,
         lambda step: model.loss(step, task.labels_of(step.sentiment), t.parser_weight),
         lambda: task.evaluate(splits["dev"]),
@@ -157,15 +216,18 @@ def fit(
         resume=state["trainer"] if resume_stage == "sentiment" else None,
     )
     history.extend(res.history)
+    if not main:
+        return {}
     if res.best_epoch == 0:
         on_best(0, {})
     train_seconds = elapsed_before + time.perf_counter() - start
     records: list[dict[str, Any]] = []
-    final = {"dev": task.evaluate(splits["dev"], records=records, split="dev")}
-    if splits.get("test"):
-        final["test"] = task.evaluate(splits["test"], records=records, split="test")
+    with on_device():
+        final = {"dev": task.evaluate(splits["dev"], records=records, split="dev")}
+        if splits.get("test"):
+            final["test"] = task.evaluate(splits["test"], records=records, split="test")
+        parser_after = task.evaluate_parser(parser_dev) if parser is not None else {}
     write_sentences(records, out / SENTENCES_FILE)
-    parser_after = task.evaluate_parser(parser_dev) if parser is not None else {}
     stage = [e for e in history if e.phase == "sentiment"]
     seconds = [e.seconds for e in stage]
     n_sent = sum(e.sentences for e in stage)
@@ -183,6 +245,8 @@ def fit(
         "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else 0.0,
         "sentences_per_second": n_sent / sum(seconds) if seconds else 0.0,
         "train_seconds": train_seconds,
+        "device": str(device),
+        "processes": world,
         "curve": [
             {"phase": e.phase, "epoch": e.epoch, "loss": e.loss, **e.metrics} for e in history
         ],
@@ -193,3 +257,10 @@ def fit(
     write_results(results, out / "results.json")
     last_path.unlink(missing_ok=True)
     return results
+
+
+@contextlib.contextmanager
+def _on_device(device: Any, precision: str, encoders: list[Any]) -> Iterator[None]:
+    """Evaluation batches on ``device`` and the encoders autocast as during training."""
+    with batch_device(device), autocast_modules(encoders, device, precision):
+        yield

@@ -37,6 +37,15 @@ class Sem2SentTask(PipelineTask):
     """
 
     name = "sem2sent"
+    run_files = (
+        "config.toml",
+        "metrics.jsonl",
+        "best.pt",
+        "last.pt",
+        "results.json",
+        "parser.pt",
+        "sentences.jsonl.gz",
+    )
 
     def __init__(self, config: Sem2SentConfig, vocabs: dict[str, Any], model: Sem2Sent) -> None:
         self.config = config
