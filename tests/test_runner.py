@@ -81,3 +81,33 @@ def test_failed_run_names_its_directory(tmp_path):
             progress=False,
             poll=0.2,
         )
+
+
+def test_runs_written_before_new_keys_are_reused_at_their_legacy_values(tmp_path):
+    """A finished run whose config.toml predates train.device/precision/accumulate/
+    checkpoint_every is reused when those keys now have the values that reproduce it, and
+    not otherwise; any other difference, or a key the old file has and the new config lacks,
+    prevents reuse."""
+    import json
+
+    import torch
+
+    from spigot.config import dump_toml
+    from spigot.experiments.runner import reusable
+    from spigot.pipelines.syn2sem.experiment import quick_config
+
+    cfg = apply_overrides(quick_config(), {"train.device": "cpu"})
+    text = "\n".join(
+        line
+        for line in dump_toml(cfg).splitlines()
+        if not line.startswith(("device", "precision", "accumulate", "checkpoint_every"))
+    )
+    (tmp_path / "config.toml").write_text(text + "\n")
+    (tmp_path / "results.json").write_text(json.dumps({"dev": {"lf": 0.5}}))
+    assert reusable(tmp_path, cfg.to_dict()) == {"dev": {"lf": 0.5}}
+    auto = apply_overrides(cfg, {"train.device": "auto"}).to_dict()
+    assert (reusable(tmp_path, auto) is not None) == (not torch.cuda.is_available())
+    for change in ({"train.precision": "bf16"}, {"train.accumulate": 2}, {"train.lr": 0.5}):
+        assert reusable(tmp_path, apply_overrides(cfg, change).to_dict()) is None
+    (tmp_path / "config.toml").write_text(text + '\nextra = "x"\n')
+    assert reusable(tmp_path, cfg.to_dict()) is None

@@ -24,21 +24,24 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from spigot.config import config_from_dict
+from spigot.experiments.significance import mean_sd
 
 __all__ = [
     "Job",
     "cell",
     "epochs_logged",
     "EXECUTORS",
+    "LEGACY_VALUES",
     "execute",
     "get",
     "mean_sd",
+    "plan_jobs",
     "plural",
     "reusable",
     "run_one",
@@ -81,16 +84,6 @@ def run_one(
     return task.fit(splits, out_dir, progress=progress, resume=can_resume)
 
 
-def mean_sd(values: Sequence[float]) -> tuple[float, float]:
-    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    if not vals:
-        return float("nan"), float("nan")
-    m = sum(vals) / len(vals)
-    if len(vals) < 2:
-        return m, 0.0
-    return m, math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
-
-
 def cell(m: float, sd: float, digits: int) -> str:
     if math.isnan(m):
         return "–"
@@ -119,11 +112,45 @@ def epochs_logged(run_dir: Path) -> int:
     return text.count('"event": "epoch"')
 
 
+LEGACY_VALUES: dict[str, tuple[Any, ...]] = {
+    "train.device": ("cpu", "auto"),
+    "train.precision": ("fp32",),
+    "train.accumulate": (1,),
+    "train.checkpoint_every": ("0",),
+}
+"""Keys added to the configs after runs were written, with the values that reproduce what
+those runs did (CPU, float32, one batch per step; checkpoint_every never changes results). A
+finished run whose ``config.toml`` lacks such a key is reused when the key has one of these
+values now (``"auto"`` only where CUDA is unavailable, so that it means the CPU)."""
+
+
+def _same_config(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether a run written with ``old`` (a ``config.toml``) ran with ``new`` (see
+    :data:`LEGACY_VALUES`); otherwise every key must be present in both and equal."""
+    from spigot.pipelines.base import flat_keys
+
+    a, b = flat_keys(old), flat_keys(new)
+    for key in a.keys() | b.keys():
+        if key in a and key in b:
+            if a[key] != b[key]:
+                return False
+        elif key in b and key in LEGACY_VALUES and b[key] in LEGACY_VALUES[key]:
+            if key == "train.device" and b[key] == "auto":
+                import torch
+
+                if torch.cuda.is_available():
+                    return False
+        else:
+            return False
+    return True
+
+
 def reusable(run_dir: Path, cfg_dict: dict[str, Any]) -> dict[str, Any] | None:
     """The results of a finished run in ``run_dir`` if it ran with exactly ``cfg_dict``.
 
     The run's ``config.toml`` is compared as written, every key included: a file from an
-    older spigot that lacks a newer key does not count as that key's current default.
+    older spigot that lacks a newer key does not count as that key's current default, except
+    for the keys of :data:`LEGACY_VALUES` at the values that reproduce the old behaviour.
     """
     from spigot.config import tomllib
 
@@ -131,7 +158,7 @@ def reusable(run_dir: Path, cfg_dict: dict[str, Any]) -> dict[str, Any] | None:
     if not (res_path.is_file() and cfg_path.is_file()):
         return None
     try:
-        if tomllib.loads(cfg_path.read_text(encoding="utf-8")) != cfg_dict:
+        if not _same_config(tomllib.loads(cfg_path.read_text(encoding="utf-8")), cfg_dict):
             return None
         return json.loads(res_path.read_text(encoding="utf-8"))
     except (ValueError, OSError):
@@ -316,3 +343,55 @@ def slurm_params(args: Any, out: Path) -> dict[str, Any]:
         if value is not None:
             params[key] = value
     return params
+
+
+def plan_jobs(
+    config: Any,
+    plan: Any,
+    out: Path,
+    *,
+    pretrain: bool,
+    uses_pretraining: Callable[[str], bool],
+    init_key: str,
+    init_file: str,
+) -> tuple[list[Job], list[tuple[str, int]]]:
+    """The jobs of an experiment whose modes share a per-seed pre-trained parser.
+
+    With ``pretrain``, each seed of the modes for which ``uses_pretraining(mode)`` first gets
+    a pre-training job in ``OUT/pretrain/seed<seed>/`` (the config in mode ``pipeline`` with
+    ``train.epochs = 0``); every run of such a mode then waits for it and starts from its
+    ``init_file`` through the config key ``init_key`` (with ``train.pretrain_epochs = 0``).
+    Each variant of ``plan`` (an :class:`~spigot.experiments.plan.ExperimentPlan`) runs its
+    seeds in ``OUT/<variant dir>/seed<seed>/``.
+
+    Returns:
+        ``(jobs, runs)``: the jobs, pre-training first, and the ``(variant label, seed)`` of
+        every run in order.
+    """
+    from spigot.config import apply_overrides
+
+    jobs: list[Job] = []
+    pre_seeds = sorted({s for m in plan.modes if uses_pretraining(m) for s in plan.seeds_of(m)})
+    if pretrain:
+        for seed in pre_seeds:
+            cfg = apply_overrides(config, {"mode": "pipeline", "seed": seed, "train.epochs": 0})
+            jobs.append(
+                (("pretrain", seed), cfg.to_dict(), str(out / "pretrain" / f"seed{seed}"), None)
+            )
+    runs = []
+    for v in plan.variants():
+        for seed in plan.seeds_of(v.mode):
+            over: dict[str, Any] = {"mode": v.mode, "seed": seed}
+            if v.eta is not None:
+                over["train.eta"] = v.eta
+            after = None
+            if pretrain and uses_pretraining(v.mode):
+                path = out / "pretrain" / f"seed{seed}" / init_file
+                over.update({"train.pretrain_epochs": 0, init_key: str(path)})
+                after = ("pretrain", seed)
+            cfg = apply_overrides(config, over)
+            runs.append((v.label, seed))
+            jobs.append(
+                ((v.label, seed), cfg.to_dict(), str(out / v.dirname / f"seed{seed}"), after)
+            )
+    return jobs, runs

@@ -41,6 +41,7 @@ from spigot.training.devices import (
     autocast_modules,
     barrier,
     close_distributed,
+    device_scope,
     distributed_env,
     init_distributed,
     is_main_process,
@@ -56,6 +57,7 @@ from spigot.training.io import (
     atomic_write_text,
     clean_temp_files,
     load_checkpoint,
+    truncate_log,
 )
 from spigot.training.state import (
     CheckpointEvery,
@@ -84,6 +86,7 @@ __all__ = [
     "atomic_write_text",
     "autocast_dtype",
     "autocast_modules",
+    "device_scope",
     "barrier",
     "clean_temp_files",
     "close_distributed",
@@ -91,6 +94,7 @@ __all__ = [
     "init_distributed",
     "is_main_process",
     "load_checkpoint",
+    "truncate_log",
     "parse_checkpoint_every",
     "rank_and_world",
     "resolve_device",

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "device_scope",
     "PRECISIONS",
     "autocast_dtype",
     "autocast_modules",
@@ -247,3 +248,16 @@ def _broadcast(obj: Any) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+@contextlib.contextmanager
+def device_scope(
+    device: torch.device | str | None, precision: str, modules: Iterable[nn.Module]
+) -> Iterator[None]:
+    """Batches built inside the block on ``device`` (:func:`spigot.data.batching.batch_device`)
+    and ``modules`` autocast to ``precision``, as during training: for a pipeline's final
+    evaluation outside :class:`~spigot.training.Trainer`."""
+    from spigot.data.batching import batch_device
+
+    with batch_device(device), autocast_modules(list(modules), device, precision):
+        yield

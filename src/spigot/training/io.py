@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "truncate_log",
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
     "JsonlLog",
@@ -193,3 +194,12 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"{p} was written by a newer spigot (checkpoint version {payload['version']})"
         )
     return payload
+
+
+def truncate_log(path: str | os.PathLike, size: int | None) -> None:
+    """Cut the log at ``path`` back to ``size`` bytes (``None``: leave it): on resume, the
+    records written after the checkpoint describe work that is redone."""
+    p = Path(path)
+    if size is not None and p.is_file() and p.stat().st_size > size:
+        with p.open("r+b") as f:
+            f.truncate(size)

@@ -21,7 +21,7 @@ from typing import Any
 
 from spigot.config import apply_overrides, config_from_dict, load_config
 from spigot.experiments.plan import ExperimentPlan, read_plan, select
-from spigot.experiments.runner import cell, execute, get, mean_sd, slurm_params, to_csv
+from spigot.experiments.runner import cell, execute, get, mean_sd, plan_jobs, slurm_params, to_csv
 from spigot.pipelines.sem2sent.config import MODES, Sem2SentConfig
 
 __all__ = [
@@ -149,29 +149,15 @@ def run_experiment(
     start = time.perf_counter()
     parsed = [m for m in plan.modes if m not in ("bilstm", "gold")]
     pretrain = config.train.pretrain_epochs > 0 and not config.train.init_parser and parsed
-    jobs_plan: list[Any] = []
-    if pretrain:
-        for seed in sorted({s for m in parsed for s in plan.seeds_of(m)}):
-            cfg = apply_overrides(config, {"mode": "pipeline", "seed": seed, "train.epochs": 0})
-            jobs_plan.append(
-                (("pretrain", seed), cfg.to_dict(), str(out / "pretrain" / f"seed{seed}"), None)
-            )
-    runs = []
-    for v in variants:
-        for seed in plan.seeds_of(v.mode):
-            over: dict[str, Any] = {"mode": v.mode, "seed": seed}
-            if v.eta is not None:
-                over["train.eta"] = v.eta
-            after = None
-            if pretrain and v.mode in parsed:
-                path = out / "pretrain" / f"seed{seed}" / "parser.pt"
-                over.update({"train.pretrain_epochs": 0, "train.init_parser": str(path)})
-                after = ("pretrain", seed)
-            cfg = apply_overrides(config, over)
-            runs.append((v.label, seed))
-            jobs_plan.append(
-                ((v.label, seed), cfg.to_dict(), str(out / v.dirname / f"seed{seed}"), after)
-            )
+    jobs_plan, runs = plan_jobs(
+        config,
+        plan,
+        out,
+        pretrain=bool(pretrain),
+        uses_pretraining=lambda mode: mode in parsed,
+        init_key="train.init_parser",
+        init_file="parser.pt",
+    )
     expected = {key: _expected_epochs(c) for key, c, _, _ in jobs_plan}
     done = execute(
         jobs_plan,

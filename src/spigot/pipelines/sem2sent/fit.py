@@ -6,17 +6,15 @@ the epoch loop, early stopping and resume are the shared :class:`spigot.training
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spigot.config import dump_toml
-from spigot.data.batching import batch_device
 from spigot.pipelines.base import write_results
 from spigot.pipelines.sem2sent.data import Interleaved, Sem2SentData
 from spigot.pipelines.syn2sem.outputs import SENTENCES_FILE, write_sentences
@@ -27,12 +25,13 @@ from spigot.training import (
     atomic_torch_save,
     atomic_write_text,
     autocast_dtype,
-    autocast_modules,
     clean_temp_files,
+    device_scope,
     parse_checkpoint_every,
     rank_and_world,
     resolve_device,
     seed_everything,
+    truncate_log,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -99,10 +98,7 @@ def fit(
         out.mkdir(parents=True, exist_ok=True)
         if state is not None:
             clean_temp_files(out)
-            size = state.get("log_bytes")
-            if size is not None and log_path.is_file() and log_path.stat().st_size > size:
-                with log_path.open("r+b") as f:
-                    f.truncate(size)
+            truncate_log(log_path, state.get("log_bytes"))
         atomic_write_text(dump_toml(cfg), out / "config.toml")
     log = JsonlLog(log_path if main else None, append=state is not None)
     log.write(
@@ -162,7 +158,7 @@ def fit(
         return save
 
     def on_device() -> Any:
-        return _on_device(device, t.precision, encoders)
+        return device_scope(device, t.precision, encoders)
 
     # stage 1: the parser alone
     n_pre = t.pretrain_epochs if parser is not None and not t.init_parser else 0
@@ -257,10 +253,3 @@ def fit(
     write_results(results, out / "results.json")
     last_path.unlink(missing_ok=True)
     return results
-
-
-@contextlib.contextmanager
-def _on_device(device: Any, precision: str, encoders: list[Any]) -> Iterator[None]:
-    """Evaluation batches on ``device`` and the encoders autocast as during training."""
-    with batch_device(device), autocast_modules(encoders, device, precision):
-        yield

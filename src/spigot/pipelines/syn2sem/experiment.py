@@ -34,7 +34,16 @@ from spigot.experiments.plan import (
     select,
 )
 from spigot.experiments.plots import plot_curves
-from spigot.experiments.runner import cell, execute, get, mean_sd, plural, slurm_params, to_csv
+from spigot.experiments.runner import (
+    cell,
+    execute,
+    get,
+    mean_sd,
+    plan_jobs,
+    plural,
+    slurm_params,
+    to_csv,
+)
 from spigot.pipelines.syn2sem.config import Syn2SemConfig
 
 __all__ = [
@@ -169,29 +178,16 @@ def run_experiment(
     start = time.perf_counter()
     pretrain = share_pretraining and config.train.pretrain_epochs > 0
     # every job: (key, config dict, run dir, key of the job it waits for or None)
-    jobs_plan: list[tuple[tuple[str, int], dict[str, Any], str, tuple[str, int] | None]] = []
-    pre_seeds = sorted({s for m in plan.modes if m != "none" for s in plan.seeds_of(m)})
-    if pretrain:
-        for seed in pre_seeds:
-            cfg = apply_overrides(config, {"mode": "pipeline", "seed": seed, "train.epochs": 0})
-            jobs_plan.append(
-                (("pretrain", seed), cfg.to_dict(), str(out / "pretrain" / f"seed{seed}"), None)
-            )
-    runs = []
-    for v in variants:
-        for seed in plan.seeds_of(v.mode):
-            over: dict[str, Any] = {"mode": v.mode, "seed": seed}
-            if v.eta is not None:
-                over["train.eta"] = v.eta
-            after = None
-            if pretrain and v.mode != "none":
-                syntax = out / "pretrain" / f"seed{seed}" / "syntax.pt"
-                over.update({"train.pretrain_epochs": 0, "train.init_syntax": str(syntax)})
-                after = ("pretrain", seed)
-            cfg = apply_overrides(config, over)
-            run_dir = str(out / v.dirname / f"seed{seed}")
-            runs.append((v.label, seed))
-            jobs_plan.append(((v.label, seed), cfg.to_dict(), run_dir, after))
+    jobs_plan, runs = plan_jobs(
+        config,
+        plan,
+        out,
+        pretrain=pretrain,
+        uses_pretraining=lambda mode: mode != "none",
+        init_key="train.init_syntax",
+        init_file="syntax.pt",
+    )
+    pre_seeds = [key[1] for key, *_ in jobs_plan if key[0] == "pretrain"]
     expected = {key: _expected_epochs(cfg_dict) for key, cfg_dict, _, _ in jobs_plan}
     done = execute(
         jobs_plan,

@@ -7,18 +7,16 @@ epoch loop, early stopping, resume, devices and data-parallel training are the s
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spigot.config import dump_toml
 from spigot.data import Sentence
-from spigot.data.batching import batch_device
 from spigot.models.diagnostics import syntax_summary
 from spigot.pipelines.base import write_results
 from spigot.pipelines.syn2sem.data import summary
@@ -31,12 +29,13 @@ from spigot.training import (
     atomic_torch_save,
     atomic_write_text,
     autocast_dtype,
-    autocast_modules,
     clean_temp_files,
+    device_scope,
     parse_checkpoint_every,
     rank_and_world,
     resolve_device,
     seed_everything,
+    truncate_log,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -127,7 +126,7 @@ def fit(
         out.mkdir(parents=True, exist_ok=True)
         if state is not None:
             clean_temp_files(out)  # of a write that the kill interrupted
-            _truncate(log_path, state.get("log_bytes"))
+            truncate_log(log_path, state.get("log_bytes"))
         atomic_write_text(dump_toml(cfg), out / "config.toml")
     log = JsonlLog(log_path if main else None, append=state is not None)
     for name in ("dev", "test"):
@@ -258,7 +257,7 @@ def fit(
         on_best(0, {})
     train_seconds = elapsed_before + time.perf_counter() - start
     per_sentence: list[dict[str, Any]] = []  # counts of the dev-selected model
-    with _on_device(device, t.precision, encoders):
+    with device_scope(device, t.precision, encoders):
         final = {"dev": task.evaluate(dev, records=per_sentence, split="dev")}
         if splits.get("test"):
             final["test"] = task.evaluate(splits["test"], records=per_sentence, split="test")
@@ -291,17 +290,3 @@ def fit(
     write_results(results, out / "results.json")
     last_path.unlink(missing_ok=True)
     return results
-
-
-def _truncate(path: Path, size: int | None) -> None:
-    """Cut the log back to ``size`` bytes (``None``: leave it)."""
-    if size is not None and path.is_file() and path.stat().st_size > size:
-        with path.open("r+b") as f:
-            f.truncate(size)
-
-
-@contextlib.contextmanager
-def _on_device(device: Any, precision: str, encoders: list[Any]) -> Iterator[None]:
-    """Evaluation batches on ``device`` and the encoders autocast as during training."""
-    with batch_device(device), autocast_modules(encoders, device, precision):
-        yield
