@@ -48,11 +48,11 @@ QUICK_SYNTHETIC: dict[str, Any] = {
     "model.classifier_mlp_dim": 64,
     "model.dropout": 0.2,
     "model.word_dropout": 0.1,
-    "train.epochs": 30,
-    "train.patience": 8,
-    "train.pretrain_epochs": 8,
-    "train.pretrain_patience": 2,
-    "train.lr": 2e-3,
+    "train.epochs": 20,
+    "train.patience": 6,
+    "train.pretrain_epochs": 15,
+    "train.pretrain_patience": 3,
+    "train.lr": 5e-3,
     "train.threads": 1,
 }
 """The synthetic default (``configs/sem2sent_synthetic.toml`` holds the same values): what
