@@ -102,13 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--modes",
         nargs="+",
         default=None,
-        help="modes among pipeline joint ste marginals spigot gold none (default: the config's "
-        "[experiment] modes, or pipeline ste marginals spigot)",
+        help="the pipeline's modes or any registered estimator (syn2sem: pipeline joint ste "
+        "marginals spigot gold none ...; sem2sent: bilstm gold pipeline joint ste marginals "
+        "spigot ...; estimators: the estimators); default: the config's [experiment] modes, "
+        "or the experiment's defaults",
     )
     x.add_argument(
         "--no-grid",
         action="store_true",
-        help="ignore the config's [experiment] eta_grid: train.eta as configured for every mode",
+        help="ignore the config's [experiment] eta_grid: train.eta as configured for every "
+        "mode (estimators: each estimator's default options at one learning rate)",
     )
     x.add_argument("--out", default=None, help="output directory (default: runs/experiment-NAME)")
     x.add_argument(
@@ -118,7 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="runs in parallel, one CPU thread each (default: 2)",
     )
     x.add_argument(
-        "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="overrides"
+        "--set",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides (estimators: epochs=, batch=, lrs=a,b,c)",
     )
     x.add_argument(
         "--separate-pretraining",
