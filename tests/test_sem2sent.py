@@ -145,6 +145,8 @@ def test_fit_writes_a_run(splits, tmp_path, mode):
     assert (tmp_path / "best.pt").is_file() and not (tmp_path / "last.pt").exists()
     has_parser = mode in ("pipeline", "spigot")
     assert (res["parser_dev_before"] is not None) == has_parser
+    if has_parser:  # synthetic data: the label rule on the parser's graph
+        assert 0 <= res["parser_dev_before"]["rule_acc"] <= 1
     assert (tmp_path / "parser.pt").is_file() == has_parser
     if mode == "pipeline":  # the frozen parser does not change
         assert res["parser_dev_before"] == res["parser_dev_after"]

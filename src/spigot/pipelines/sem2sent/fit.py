@@ -184,6 +184,7 @@ def fit(
     if parser is not None and main:
         with on_device():
             parser_before = task.evaluate_parser(parser_dev)
+            parser_before.update(task.rule_accuracy(splits["dev"]))
     if cfg.mode == "pipeline":
         model.freeze_parser()
     # stage 2: sentiment (and the parser's own loss on a fraction of its data, joint modes)
@@ -223,6 +224,8 @@ def fit(
         if splits.get("test"):
             final["test"] = task.evaluate(splits["test"], records=records, split="test")
         parser_after = task.evaluate_parser(parser_dev) if parser is not None else {}
+        if parser is not None:
+            parser_after.update(task.rule_accuracy(splits["dev"]))
     write_sentences(records, out / SENTENCES_FILE)
     stage = [e for e in history if e.phase == "sentiment"]
     seconds = [e.seconds for e in stage]

@@ -235,6 +235,23 @@ class Sem2SentTask(PipelineTask):
         res = scorer.compute()
         return {k: v for k, v in res.items() if not k.startswith("n_")}
 
+    def rule_accuracy(self, sentences: Sequence[SentimentSentence]) -> dict[str, float]:
+        """On the synthetic task, ``{"rule_acc": ...}``: how often the task's label rule
+        (:func:`spigot.pipelines.sem2sent.synthetic.graph_label`) applied to the parser's argmax
+        graph gives the gold label: the accuracy the parser's graph allows a classifier that
+        reads it perfectly (the gold graph gives 1). ``{}`` on other data or without a parser.
+        """
+        if self.config.data.source != "synthetic" or self.model.parser is None or not sentences:
+            return {}
+        from spigot.pipelines.sem2sent.synthetic import graph_label
+
+        preds = self.predict(sentences)
+        hits = sum(
+            graph_label(s.words, p.arcs or []) == s.label
+            for s, p in zip(sentences, preds, strict=True)
+        )
+        return {"rule_acc": hits / len(sentences)}
+
     @torch.no_grad()
     def predict(self, sentences: Sequence[SentimentSentence]) -> list[SentimentSentence]:
         """Copies of ``sentences`` with the predicted ``label`` and, in the modes that read a
