@@ -32,6 +32,13 @@ def _kernels_jvp() -> Any:
     return _kernels_jvp
 
 
+def _kernels_mtt() -> Any:
+    """The compiled matrix-tree kernel (imports numba on first use only)."""
+    from spigot import _kernels_mtt
+
+    return _kernels_mtt
+
+
 _WARM: set[str] = set()
 #: seconds a kernel's first call may take before we say it is compiling
 _COMPILE_NOTICE_AFTER = 2.0
@@ -40,7 +47,10 @@ _COMPILE_NOTICE_AFTER = 2.0
 def _call(name: str, *args: Any) -> Any:
     """Run kernel ``name``; the first call of each in a process says so on stderr if it takes
     long (numba compiles on first use, ~5-25 s per kernel on a fresh install, then caches)."""
-    fn = getattr(_kernels_jvp() if name.endswith("_jvp") else _kernels(), name)
+    if name.endswith("_jvp"):
+        fn = getattr(_kernels_jvp(), name)
+    else:
+        fn = getattr(_kernels_mtt() if name == "matrix_tree" else _kernels(), name)
     if name in _WARM:
         return fn(*args)
 
@@ -110,38 +120,94 @@ class _ProjectiveLogZ(torch.autograd.Function):
         return g.view(-1, 1, 1) * mu, None, None, None, None
 
 
+def _use_device_path(scores: Tensor) -> bool:
+    """Whether the matrix-tree theorem runs on the scores' device (:mod:`spigot._mtt_fast`)
+    rather than on the compiled CPU kernel: CUDA tensors (batched LU there, no host copy)."""
+    return scores.device.type == "cuda"
+
+
 def _matrix_tree_compiled(
     scores: Tensor, lengths: Tensor, mask: Tensor, single_root: bool, want_mu: bool
 ) -> tuple[Tensor, Tensor | None]:
-    """Compiled matrix-tree ``log Z [B]`` (and marginals), float64 on the scores' device.
+    """Matrix-tree ``log Z [B]`` (float64) and marginals ``[B, N, N]`` (if ``want_mu``;
+    float32 for float32 scores on the CPU, else float64), on the scores' device.
 
-    The compiled kernel eliminates in linear scale (fast) and checks its work: a sentence whose
-    pivots leave ``[1e-250, 1e250]`` or whose marginals fail their check (see
-    :func:`spigot._kernels._mtt_one`) is redone by the log-space
+    CPU: the compiled kernel (:mod:`spigot._kernels_mtt`) eliminates in linear scale without
+    subtraction, blocked, and checks its work; a sentence whose pivots leave
+    ``[1e-250, 1e250]`` or whose marginals fail their check is redone by the log-space
     :func:`~spigot.structures._logspace.matrix_tree_log_partition` on its own unpadded slice,
-    so every sentence gets full precision and the result never depends on padding or batch mates.
+    so every sentence gets full precision and the result never depends on padding, batch mates
+    or threads. CUDA (:func:`_use_device_path`): batched LU on the device
+    (:func:`spigot._mtt_fast.matrix_tree_torch`), checked the same way; the sentences that fail
+    are redone by the compiled kernel (and, if need be, in log space).
     """
-    s, ln = _to_numpy(scores, lengths)
-    logz_np, mu_np, ok_np = _call("matrix_tree", s, ln, single_root, want_mu)
+    if _use_device_path(scores):
+        from spigot._mtt_fast import matrix_tree_torch
+
+        logz, mu, ok = matrix_tree_torch(scores, lengths, single_root, want_mu)
+        bad = (~ok).nonzero().flatten()
+        if bad.numel():
+            sub = (scores.detach()[bad].cpu(), lengths[bad].cpu(), mask[bad].cpu())
+            lz_b, mu_b = _matrix_tree_cpu(*sub, single_root, want_mu)
+            logz[bad] = lz_b.to(logz.device)
+            if mu is not None and mu_b is not None:
+                mu[bad] = mu_b.to(device=mu.device, dtype=mu.dtype)
+        return logz, mu
+    return _matrix_tree_cpu(scores, lengths, mask, single_root, want_mu)
+
+
+#: float64 entries from which :func:`_matrix_tree_cpu` keeps its host copies between calls
+_REUSE_FROM = 1 << 15
+
+
+def _matrix_tree_cpu(
+    scores: Tensor, lengths: Tensor, mask: Tensor, single_root: bool, want_mu: bool
+) -> tuple[Tensor, Tensor | None]:
+    """:func:`_matrix_tree_compiled` on the compiled kernel (inputs copied to the host if need
+    be, results copied back)."""
+    kmtt = _kernels_mtt()
+    B, N = scores.shape[0], scores.shape[-1]
+    # large intermediate host copies go to memory kept between calls: fresh ones above glibc's
+    # mmap threshold cost a page fault per 4 KiB every call (a sixth of the time at n = 320)
+    reuse = B * N * N >= _REUSE_FROM
+    s = scores.detach()
+    if s.device.type != "cpu" or s.dtype != torch.float64:  # a float64 copy
+        if reuse:
+            s = torch.from_numpy(kmtt.host_buffer("scores", (B, N, N))).copy_(s)
+        else:
+            s = s.to(device="cpu", dtype=torch.float64)
+    s = s.contiguous()
+    ln = lengths.detach().to("cpu", torch.int64).numpy()
+    cast = want_mu and scores.dtype == torch.float32  # marginals cast to float32 at the end
+    if cast and reuse:
+        mu = torch.from_numpy(kmtt.host_buffer("mu", (B, N, N)))
+    else:
+        mu = torch.empty((B, N, N) if want_mu else (1, 1, 1), dtype=torch.float64)
+    ws = kmtt.workspace(int(ln.max(initial=0)))
+    logz_np, _, ok_np = _call(
+        "matrix_tree", s.numpy(), ln, single_root, want_mu, mu.numpy(), kmtt.PANEL, ws
+    )
     logz = torch.from_numpy(logz_np)
-    mu = torch.from_numpy(mu_np) if want_mu else None
     for b in np.flatnonzero(~ok_np).tolist():
         L = int(ln[b]) + 1
-        sb = torch.from_numpy(s[b : b + 1, :L, :L]).clone()
+        sb = s[b : b + 1, :L, :L].clone()
         mb = mask[b : b + 1, :L, :L].cpu()
         with torch.enable_grad():
             sb.requires_grad_(want_mu)
             lz = matrix_tree_log_partition(sb, lengths[b : b + 1].cpu(), mb, single_root)
-            if mu is not None:
+            if want_mu:
                 (g,) = torch.autograd.grad(lz.sum(), sb)
                 mu[b, :L, :L] = g[0].clamp(0, 1)
         logz[b] = lz.detach()[0]
     dev = scores.device
-    return logz.to(dev), (torch.where(mask, mu.to(dev), 0) if mu is not None else None)
+    if cast:
+        mu = mu.to(dtype=torch.float32)  # a fresh tensor: the buffer never escapes
+    return logz.to(dev), (mu.to(dev) if want_mu else None)
 
 
 class _NonProjectiveLogZ(torch.autograd.Function):
-    """``log Z`` of non-projective trees: compiled matrix-tree forward, marginals backward.
+    """``log Z`` of non-projective trees: matrix-tree forward, marginals backward (both by
+    :func:`_matrix_tree_compiled`, so the gradient is the marginals :meth:`marginals` returns).
 
     Forward and backward are O(n^3) per sentence with O(n^2) memory; a graph of the backward
     (``create_graph=True``) goes through the differentiable log-space version instead.
@@ -207,9 +273,12 @@ class DependencyTree(ArcFactored):
         single_root: exactly one arc leaves the root (exact, for every algorithm).
 
     Argmax, marginals and log-partition run compiled on the CPU (numba, parallel over the
-    batch): scores are copied to the host once as float64, results copied back to their device.
-    The exact gradient of the marginals (the ``"marginals"`` estimator's backward) and double
-    backward through ``log_partition`` are pure torch and run on the scores' device.
+    batch): scores are copied to the host once as float64, results copied back to their
+    device. Exception: non-projective marginals and log-partition of CUDA scores run on the
+    device (batched LU, checked; :mod:`spigot._mtt_fast`), with only the sentences that fail
+    the check sent to the compiled kernel. The exact gradient of the marginals (the
+    ``"marginals"`` estimator's backward) and double backward through ``log_partition`` are
+    pure torch and run on the scores' device.
     """
 
     def __init__(self, projective: bool = False, single_root: bool = True) -> None:
@@ -302,6 +371,15 @@ class DependencyTree(ArcFactored):
         """Log-partition ``[B]`` (float64) differentiable by autograd to any order."""
         lens, mask = lengths
         return tree_log_partition(scores, lens, mask, self.projective, self.single_root)
+
+    def marginals(self, scores: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Part marginals under ``p(z) ∝ exp(scores · z)``; differentiable (exact gradient)."""
+        s, prepared = self._prepare(scores, lengths)
+        if torch.is_grad_enabled() and s.requires_grad:
+            return _Marginals.apply(s, self, prepared)
+        # nothing to differentiate: the same forward without autograd.Function's bookkeeping
+        # (about 45 us a call, as much as the kernel itself for a batch of short sentences)
+        return self._marginals(s.detach(), prepared)
 
     def _marginals(self, scores: Tensor, lengths: Any) -> Tensor:
         lens, mask = lengths
