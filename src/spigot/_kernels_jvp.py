@@ -35,7 +35,8 @@ from spigot._kernels import (
 def _mtt_jvp_one(s, v, n, single_root, mu, dmu):
     """Matrix-tree marginals ``mu`` and their derivative ``dmu`` along ``v``, one sentence.
 
-    Forward (the matrix-tree kernel of :mod:`spigot._kernels_mtt`), with ``X'`` the tangent of ``X``:
+    Forward (the matrix-tree kernel of :mod:`spigot._kernels_mtt`), with ``X'`` the tangent
+    of ``X``:
 
         W = exp(s - c)                     W' = W v          (c: column maxima, constants)
         d_k = [R_k] + sum_{i>k} W[i, k]    d_k' = [R_k'] + sum_{i>k} W'[i, k]
