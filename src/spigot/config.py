@@ -41,6 +41,7 @@ __all__ = [
     "EXPERIMENT_TABLE",
     "ConfigError",
     "apply_overrides",
+    "check_estimator_options",
     "config_from_dict",
     "dump_toml",
     "load_config",
@@ -79,6 +80,36 @@ def check_nonneg(key: str, value: float) -> None:
         raise ConfigError(f"{key} must be >= 0, got {value}")
 
 
+def check_estimator_options(
+    mode: str, options: dict[str, Any], reserved: dict[str, dict[str, str]]
+) -> None:
+    """Check ``train.estimator_options`` against the registered estimator named by ``mode``.
+
+    ``reserved[mode]`` maps the options a pipeline sets itself to the config key that sets
+    them (e.g. ``{"spigot": {"eta": "train.eta"}}``).
+    """
+    if not options:
+        return
+    from spigot.estimators import ESTIMATORS, _resolve
+
+    if mode not in ESTIMATORS or mode == "pipeline":
+        names = ", ".join(n for n in ESTIMATORS if n != "pipeline")
+        raise ConfigError(
+            f"train.estimator_options is for the estimator modes ({names}); mode {mode!r} "
+            "takes none"
+        )
+    for option in options:
+        if option in reserved.get(mode, {}):
+            raise ConfigError(
+                f"train.estimator_options.{option}: set by {reserved[mode][option]} in mode "
+                f"{mode!r}"
+            )
+    try:
+        _resolve(mode, options)
+    except ValueError as exc:
+        raise ConfigError(f"train.estimator_options: {exc}") from None
+
+
 def _sections(cls: type) -> dict[str, type]:
     """Field name -> dataclass type, for the fields that are themselves dataclasses."""
     out = {}
@@ -114,6 +145,15 @@ def _coerce(key: str, value: Any, typ: type) -> Any:
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
+    elif typ is dict:  # a table of scalar options, e.g. train.estimator_options
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if not isinstance(v, (bool, int, float, str)):
+                    raise ConfigError(
+                        f"{key}.{k} must be a number, a string or a boolean, got {v!r}"
+                    )
+            return dict(value)
+        raise ConfigError(f"{key} must be a table (e.g. {{ gamma = 0.1 }}), got {value!r}")
     raise ConfigError(f"{key} must be of type {typ.__name__}, got {value!r}")
 
 
@@ -213,7 +253,11 @@ def apply_overrides(cfg: Any, overrides: Any) -> Any:
             sec, _, k = key.partition(".")
             if sec not in sections:
                 raise _unknown(key, _all_keys(type(cfg)))
-            data[sec][k] = value
+            field_name, dot, option = k.partition(".")
+            if dot and isinstance(data[sec].get(field_name), dict):
+                data[sec][field_name] = {**data[sec][field_name], option: value}
+            else:
+                data[sec][k] = value
         elif key in data and key not in sections:
             data[key] = value
         else:
@@ -238,6 +282,8 @@ def _all_keys(cls: type) -> list[str]:
 
 
 def _toml_value(v: Any) -> str:
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):

@@ -15,12 +15,14 @@ tree passes back.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["HeadFeatures", "scale_gradient"]
+__all__ = ["HeadFeatures", "scale_gradient", "with_loss_scale"]
 
 
 class HeadFeatures(nn.Linear):
@@ -68,3 +70,20 @@ def scale_gradient(x: Tensor, gamma: float) -> Tensor:
     if gamma == 1.0:
         return x
     return _ScaleGradient.apply(x, float(gamma))
+
+
+def with_loss_scale(decide: Callable[[Tensor], Tensor], s: Tensor, scale: float) -> Tensor:
+    """``decide(s)`` whose backward sees ``scale * dL/dz`` and returns its result / ``scale``.
+
+    The forward pass is ``decide(s)`` bit for bit. An estimator with a step option (``lam`` of
+    ``blackbox`` and ``imle``, ``gamma`` of ``spigot-ce`` and ``spigot-eg``) is not invariant
+    to the scale of the loss: given the gradient of a loss averaged over ``c`` words it takes
+    a ``c`` times smaller step and may never change the structure. With ``scale = c`` it sees
+    the gradient of each sentence's summed loss, as ``spigot``'s ``loss_scale`` does:
+    ``dL/ds := B(c g) / c`` for the estimator's backward ``B``. Estimators whose backward is
+    linear in ``g`` (``ste``, ``marginals``, ``ste-marginals``, ``perturbed``) are unchanged up
+    to rounding.
+    """
+    if scale == 1.0:
+        return decide(s)
+    return scale_gradient(decide(scale_gradient(s, 1.0 / scale)), scale)

@@ -19,6 +19,7 @@ from spigot.config import (
     ConfigError,
     apply_overrides,
     check_choice,
+    check_estimator_options,
     check_nonneg,
     check_positive,
 )
@@ -33,6 +34,12 @@ def _modes() -> tuple[str, ...]:
 
     return _PIPELINE_MODES + tuple(e for e in ESTIMATORS if e not in _PIPELINE_MODES)
 
+
+RESERVED_OPTIONS = {
+    "ste": {"gamma": "train.eta"},
+    "spigot": {"eta": "train.eta", "loss_scale": "the batch size (fixed)"},
+}
+"""Estimator options that pipeline 2 sets itself, not from ``train.estimator_options``."""
 
 MODES = _modes()
 """Training modes of the graph-then-sentiment pipeline.
@@ -137,6 +144,10 @@ class TrainConfig:
         parser_weight: weight of the parser's loss in those steps.
         eta: ``spigot``: step size (0 = ``min(1, 1/||dL/dz||)`` per sentence);
             ``ste``: gradient multiplier (0 = 1).
+        estimator_options: options of the mode's registered estimator (``{}``: its
+            defaults), e.g. ``{ lam = 10.0 }`` for ``blackbox`` or ``{ polytope = "marginal" }``
+            for ``spigot``; ``spigot``'s ``eta`` and ``ste``'s ``gamma`` are ``eta``. Every
+            estimator's step sees each sentence's own loss (``loss_scale`` = batch size).
         threads: torch and tree-kernel threads (0 = leave the defaults).
         progress: progress bars.
         device, precision, accumulate, checkpoint_every: as in pipeline 1
@@ -156,6 +167,7 @@ class TrainConfig:
     parser_fraction: float = 0.2
     parser_weight: float = 1.0
     eta: float = 0.0
+    estimator_options: dict[str, Any] = field(default_factory=dict)
     threads: int = 1
     progress: bool = True
     device: str = "auto"
@@ -214,6 +226,7 @@ class Sem2SentConfig:
             raise ConfigError(f"train.parser_fraction must be in [0, 1], got {t.parser_fraction}")
         check_nonneg("train.parser_weight", t.parser_weight)
         check_nonneg("train.eta", t.eta)
+        check_estimator_options(self.mode, t.estimator_options, RESERVED_OPTIONS)
         check_nonneg("train.threads", t.threads)
         check_choice("train.precision", t.precision, ("fp32", "bf16", "fp16"))
         check_positive("train.accumulate", t.accumulate)

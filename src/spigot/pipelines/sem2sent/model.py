@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spigot.estimators import ESTIMATORS, structured_argmax
-from spigot.models.coupling import scale_gradient
+from spigot.models.coupling import scale_gradient, with_loss_scale
 from spigot.models.encoder import BiLSTMEncoder
 from spigot.models.parsers import SemanticParser
 from spigot.pipelines.sem2sent.config import Sem2SentConfig
@@ -88,6 +88,7 @@ class Sem2Sent(nn.Module):
         m, t = config.model, config.train
         self.mode = config.mode
         self.eta = t.eta if t.eta > 0 else None
+        self.estimator_options = dict(t.estimator_options)
         word_dim = pretrained.shape[1] if pretrained is not None else m.word_dim
         self.n_roles = n_labels - 1
 
@@ -185,9 +186,18 @@ class Sem2Sent(nn.Module):
                 lengths=lengths,
                 eta=self.eta,
                 loss_scale=float(len(lengths)),
+                **self.estimator_options,
             )
         if self.mode in ESTIMATORS and self.mode not in ("pipeline", "joint") and grad:
-            return structured_argmax(S, self.graph, estimator=self.mode, lengths=lengths)
+            # any other registered estimator with train.estimator_options; its step sees each
+            # sentence's own loss, as SPIGOT's does
+            return with_loss_scale(
+                lambda x: structured_argmax(
+                    x, self.graph, estimator=self.mode, lengths=lengths, **self.estimator_options
+                ),
+                S,
+                float(len(lengths)),
+            )
         return structured_argmax(S, self.graph, estimator="pipeline", lengths=lengths)
 
     # -- the classifier --------------------------------------------------------------------

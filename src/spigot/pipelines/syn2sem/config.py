@@ -33,6 +33,7 @@ from spigot.config import (
     ConfigError,
     apply_overrides,
     check_choice,
+    check_estimator_options,
     check_nonneg,
     check_positive,
 )
@@ -57,6 +58,12 @@ def _modes() -> tuple[str, ...]:
 
     return _PIPELINE_MODES + tuple(e for e in ESTIMATORS if e not in _PIPELINE_MODES)
 
+
+RESERVED_OPTIONS = {
+    "ste": {"gamma": "train.eta"},
+    "spigot": {"eta": "train.eta", "loss_scale": "train.eta_scale"},
+}
+"""Estimator options that pipeline 1 sets from its own keys, not ``train.estimator_options``."""
 
 MODES = _modes()
 """Training modes of the syntactic-then-semantic pipeline.
@@ -218,7 +225,14 @@ class TrainConfig:
             ``"sentence"`` (default), the gradient of each sentence's summed loss as in the
             original code (``loss_scale`` = words in the batch, see :mod:`spigot.estimators`),
             or ``"batch"``, the gradient of the training loss as it is (a mean over the words
-            of the batch), for which ``eta`` is almost always 1.
+            of the batch), for which ``eta`` is almost always 1. The other registered
+            estimators' steps (``lam``, ``gamma``) see the same gradient
+            (:func:`spigot.models.coupling.with_loss_scale`).
+        estimator_options: options of the mode's registered estimator, e.g.
+            ``{ lam = 10.0 }`` for ``blackbox``, ``{ samples = 5, sigma = 0.5 }`` for
+            ``perturbed``, ``{ polytope = "marginal" }`` for ``spigot`` (``spigot``'s ``eta``
+            and ``loss_scale`` and ``ste``'s ``gamma`` are ``eta`` and ``eta_scale``);
+            ``{}`` = its defaults. On the command line: ``--set train.estimator_options.lam=10``.
         log_grad_norms: log per epoch (an ``{"event": "grad_norms"}`` record of the metrics
             log) the mean per-sentence norm of the gradient reaching the syntactic arc scores
             from the semantic loss (through ``z``) and from the syntactic loss, and their
@@ -255,6 +269,7 @@ class TrainConfig:
     init_syntax: str = ""
     eta: float = 0.0
     eta_scale: str = "sentence"
+    estimator_options: dict[str, Any] = field(default_factory=dict)
     log_grad_norms: bool = False
     threads: int = 1
     progress: bool = True
@@ -328,6 +343,7 @@ class Syn2SemConfig:
         check_choice("model.sem_scorer", m.sem_scorer, ("mlp", "biaffine"))
         check_choice("model.coupling", m.coupling, COUPLINGS)
         check_nonneg("train.epochs", t.epochs)
+        check_estimator_options(self.mode, t.estimator_options, RESERVED_OPTIONS)
         check_nonneg("train.pretrain_epochs", t.pretrain_epochs)
         check_nonneg("train.pretrain_patience", t.pretrain_patience)
         if t.lr <= 0:

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from spigot.estimators import ESTIMATORS, structured_argmax
-from spigot.models.coupling import HeadFeatures, scale_gradient
+from spigot.models.coupling import HeadFeatures, scale_gradient, with_loss_scale
 from spigot.models.diagnostics import GradNormMonitor
 from spigot.models.encoder import BiLSTMEncoder
 from spigot.models.parsers import SemanticParser, SyntacticParser, tree_arcs
@@ -76,6 +76,7 @@ class Syn2Sem(nn.Module):
         self.mode = config.mode
         self.eta = config.train.eta if config.train.eta > 0 else None
         self.eta_scale = config.train.eta_scale
+        self.estimator_options = dict(config.train.estimator_options)
         word_dim = int(pretrained.shape[1]) if pretrained is not None else m.word_dim
 
         def encoder(extra_dim: int) -> BiLSTMEncoder:
@@ -160,12 +161,26 @@ class Syn2Sem(nn.Module):
             # gradient of each sentence's summed loss, as in the original code
             scale = float(lengths.sum()) if self.eta_scale == "sentence" else 1.0
             return structured_argmax(
-                s, self.tree, estimator="spigot", lengths=lengths, eta=self.eta, loss_scale=scale
+                s,
+                self.tree,
+                estimator="spigot",
+                lengths=lengths,
+                eta=self.eta,
+                loss_scale=scale,
+                **self.estimator_options,
             )
         if self.mode in ESTIMATORS and self.training and torch.is_grad_enabled():
-            # any other registered estimator (ste-marginals, perturbed, imle, blackbox, ...),
-            # with its default options
-            return structured_argmax(s, self.tree, estimator=self.mode, lengths=lengths)
+            # any other registered estimator (ste-marginals, perturbed, imle, blackbox, ...)
+            # with train.estimator_options; like SPIGOT's, its step sees each sentence's
+            # summed loss with eta_scale = "sentence"
+            scale = float(lengths.sum()) if self.eta_scale == "sentence" else 1.0
+            return with_loss_scale(
+                lambda x: structured_argmax(
+                    x, self.tree, estimator=self.mode, lengths=lengths, **self.estimator_options
+                ),
+                s,
+                scale,
+            )
         # pipeline and joint (no gradient through z), and the hard modes at test time
         return structured_argmax(s, self.tree, estimator="pipeline", lengths=lengths)
 
