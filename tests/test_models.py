@@ -443,7 +443,8 @@ def test_every_registered_estimator_is_a_mode(sentences, mode):
     loss.backward()
     grads = [p.grad for p in task.model.syntax.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
-    assert any(float(g.abs().sum()) > 0 for g in grads)
+    if mode not in ("imle", "blackbox"):  # these are 0 while lam * dL/dz changes no argmax
+        assert any(float(g.abs().sum()) > 0 for g in grads)
     pred = task.model.predict(batch)
     heads = pred["heads"]
     assert heads.shape == batch.words.shape

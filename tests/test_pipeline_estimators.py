@@ -92,8 +92,8 @@ def total(grads: list[torch.Tensor]) -> float:
 
 @pytest.mark.parametrize("mode", GRADIENT_MODES)
 def test_every_estimator_trains_the_syntactic_parser(sentences, mode):
-    # with the step seeing each sentence's summed loss, even the estimators whose backward is
-    # zero unless a step changes the argmax (blackbox, imle) reach the parser
+    # with the step seeing each sentence's summed loss, the estimators whose backward is zero
+    # unless a step changes an argmax (blackbox, imle) reach the parser on this batch too
     assert total(syntax_grads(sentences, mode)) > 0
 
 
