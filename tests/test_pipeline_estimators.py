@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
-
 import pytest
 import torch
 
 from spigot import ESTIMATORS, Categorical, DependencyTree, structured_argmax
-from spigot.config import ConfigError, apply_overrides, config_from_dict, dump_toml, load_config
+from spigot.config import ConfigError, apply_overrides, dump_toml, load_config
 from spigot.data import generate_treebank
 from spigot.models.coupling import with_loss_scale
 from spigot.pipelines.sem2sent.config import Sem2SentConfig
@@ -163,7 +161,7 @@ def test_estimator_options_in_configs(cls, tmp_path):
     cfg = apply_overrides(cfg, ["train.estimator_options.noise=normal"])
     assert cfg.train.estimator_options == {"samples": 3, "noise": "normal"}
     text = dump_toml(cfg)
-    assert config_from_dict(tomllib.loads(text), cls) == cfg
+    assert 'estimator_options = {samples = 3, noise = "normal"}' in text
     path = tmp_path / "c.toml"
     path.write_text(text, encoding="utf-8")
     assert load_config(path) == cfg

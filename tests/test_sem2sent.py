@@ -264,6 +264,7 @@ def test_cli_train_evaluate_and_experiment(tmp_path):
     assert exp.returncode == 0, exp.stderr
     md = (tmp_path / "exp" / "results.md").read_text()
     assert "| bilstm | 1 |" in md and "| pipeline | 1 |" in md
+    assert (tmp_path / "exp" / "scores.png").stat().st_size > 0
     assert (tmp_path / "exp" / "pretrain" / "seed0" / "parser.pt").is_file()
 
 

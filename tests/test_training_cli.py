@@ -163,7 +163,7 @@ def test_experiment_table_and_plot(tmp_path, capsys, config):
     assert main([*args, "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "| gold |" in printed and "| none |" in printed and "gold - none" in printed
-    for name in ("results.md", "results.csv", "runs.csv", "learning_curve.png"):
+    for name in ("results.md", "results.csv", "runs.csv", "learning_curve.png", "scores.png"):
         assert (out / name).stat().st_size > 0
     assert (out / "gold" / "seed0" / "best.pt").is_file()
     header = (out / "results.csv").read_text().splitlines()[0]

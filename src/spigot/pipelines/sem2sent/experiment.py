@@ -6,7 +6,8 @@ seed) run then trains in ``OUT/<mode>/seed<seed>/`` (``OUT/<mode>-eta<eta>/`` fo
 ``train.eta`` grid, chosen on mean dev accuracy). Runs are scheduled, reused and resumed by
 :mod:`spigot.experiments.runner`. The experiment writes ``OUT/results.md`` (mean ± sd over
 seeds of dev/test accuracy, the parser's dev LF before and after the sentiment stage, seconds
-per epoch), ``OUT/runs.csv`` and ``OUT/experiment.json``, and prints the table.
+per epoch), ``OUT/scores.png`` (dev and test accuracy per mode), ``OUT/runs.csv`` and
+``OUT/experiment.json``, and prints the table.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from spigot.config import apply_overrides, config_from_dict, load_config
+from spigot.experiments import report
 from spigot.experiments.plan import ExperimentPlan, read_plan, select
+from spigot.experiments.report import Column
 from spigot.experiments.runner import cell, execute, get, mean_sd, plan_jobs, slurm_params, to_csv
 from spigot.pipelines.sem2sent.config import MODES, Sem2SentConfig
 
@@ -67,16 +70,6 @@ def quick_config() -> Sem2SentConfig:
 DEFAULT_MODES = ("bilstm", "gold", "pipeline", "joint", "ste", "marginals", "spigot")
 DEFAULT_SEEDS = (0, 1, 2)
 
-COLUMNS = (
-    ("dev_acc", "dev acc", 100.0),
-    ("test_acc", "test acc", 100.0),
-    ("lf_before", "parser LF before", 100.0),
-    ("lf_after", "parser LF after", 100.0),
-    ("rule_before", "rule on parser graph before", 100.0),
-    ("rule_after", "rule on parser graph after", 100.0),
-    ("sec_per_epoch", "s/epoch", 1.0),
-)
-
 
 def _lf(res: dict[str, Any], key: str, metric: str = "lf") -> float:
     part = res.get(key) or {}
@@ -84,39 +77,32 @@ def _lf(res: dict[str, Any], key: str, metric: str = "lf") -> float:
     return float("nan") if v is None else float(v)
 
 
+COLUMNS = (
+    Column("dev_acc", "dev acc", lambda r: get(r, "dev", "acc")),
+    Column("test_acc", "test acc", lambda r: get(r, "test", "acc")),
+    Column("lf_before", "parser LF before", lambda r: _lf(r, "parser_dev_before")),
+    Column("lf_after", "parser LF after", lambda r: _lf(r, "parser_dev_after")),
+    Column(
+        "rule_before",
+        "rule on parser graph before",
+        lambda r: _lf(r, "parser_dev_before", "rule_acc"),
+    ),
+    Column(
+        "rule_after", "rule on parser graph after", lambda r: _lf(r, "parser_dev_after", "rule_acc")
+    ),
+    Column("sec_per_epoch", "s/epoch", lambda r: r["seconds_per_epoch"], 1.0, 2),
+)
+"""The results table's columns (scores in %, mean ± sd over seeds)."""
+
+
 def summarize(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """One row per variant: ``n_seeds`` and ``<column>_mean``/``<column>_sd``."""
-    rows = []
-    for label, runs in results.items():
-        values = {
-            "dev_acc": [get(r, "dev", "acc") for r in runs],
-            "test_acc": [get(r, "test", "acc") for r in runs],
-            "lf_before": [_lf(r, "parser_dev_before") for r in runs],
-            "lf_after": [_lf(r, "parser_dev_after") for r in runs],
-            "rule_before": [_lf(r, "parser_dev_before", "rule_acc") for r in runs],
-            "rule_after": [_lf(r, "parser_dev_after", "rule_acc") for r in runs],
-            "sec_per_epoch": [r["seconds_per_epoch"] for r in runs],
-        }
-        row: dict[str, Any] = {"mode": label, "n_seeds": len(runs)}
-        for key, _, scale in COLUMNS:
-            m, sd = mean_sd(values[key])
-            row[f"{key}_mean"], row[f"{key}_sd"] = m * scale, sd * scale
-        rows.append(row)
-    return rows
+    return report.summarize(results, COLUMNS)
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """The Markdown table (scores in %, mean ± sd over seeds)."""
-    head = ["mode", "seeds"] + [title for _, title, _ in COLUMNS]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [r["mode"], str(r["n_seeds"])]
-        cells += [
-            cell(r[f"{k}_mean"], r[f"{k}_sd"], 2 if k == "sec_per_epoch" else 1)
-            for k, _, _ in COLUMNS
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return report.format_table(rows, COLUMNS)
 
 
 def _expected_epochs(cfg_dict: dict[str, Any]) -> int:
@@ -208,6 +194,13 @@ def run_experiment(
         + ("\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "")
     )
     (out / "results.md").write_text(md, encoding="utf-8")
+    report.plot_scores(
+        rows,
+        COLUMNS[:2],
+        out / "scores.png",
+        title=f"sem2sent: {len(plan.modes)} modes, seeds {', '.join(map(str, plan.seeds))}",
+        reference={"bilstm": "no graph", "gold": "gold graph"},
+    )
     run_rows = [
         {
             "variant": label,
@@ -264,5 +257,5 @@ def main(args: Any) -> int:
         slurm=slurm_params(args, Path(args.out)),
     )
     print(summary["markdown"], end="")
-    print(f"\nwrote {Path(args.out) / 'results.md'}, runs.csv, experiment.json")
+    print(f"\nwrote {Path(args.out) / 'results.md'}, scores.png, runs.csv, experiment.json")
     return 0

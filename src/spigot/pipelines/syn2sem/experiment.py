@@ -8,7 +8,8 @@ the modes, seeds and grids from a config's ``[experiment]`` table). The experime
 writes ``OUT/results.md`` and ``OUT/results.csv`` (mean ± sd over seeds of dev/test labeled F1
 and UAS, seconds per training epoch and training sentences per second, per mode),
 ``OUT/runs.csv`` (one row per run), ``OUT/learning_curve.png`` (dev labeled F1 and UAS per
-epoch, mean over seeds) and ``OUT/experiment.json``, and prints the table.
+epoch, mean over seeds), ``OUT/scores.png`` (dev and test LF per mode) and
+``OUT/experiment.json``, and prints the table.
 
 Runs go to ``jobs`` worker processes (default: 2, one torch thread each); results do not
 depend on ``jobs``.
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from spigot.config import apply_overrides, config_from_dict, load_config
+from spigot.experiments import report
 from spigot.experiments.plan import (
     DEFAULT_MODES,
     DEFAULT_SEEDS,
@@ -34,6 +36,7 @@ from spigot.experiments.plan import (
     select,
 )
 from spigot.experiments.plots import plot_curves
+from spigot.experiments.report import Column
 from spigot.experiments.runner import (
     cell,
     execute,
@@ -86,46 +89,24 @@ def quick_config() -> Syn2SemConfig:
 
 
 COLUMNS = (
-    ("dev_lf", "dev LF", 100.0),
-    ("test_lf", "test LF", 100.0),
-    ("dev_uas", "dev UAS", 100.0),
-    ("test_uas", "test UAS", 100.0),
-    ("sec_per_epoch", "s/epoch", 1.0),
-    ("sent_per_sec", "sent/s", 1.0),
+    Column("dev_lf", "dev LF", lambda r: get(r, "dev", "lf")),
+    Column("test_lf", "test LF", lambda r: get(r, "test", "lf")),
+    Column("dev_uas", "dev UAS", lambda r: get(r, "dev", "uas")),
+    Column("test_uas", "test UAS", lambda r: get(r, "test", "uas")),
+    Column("sec_per_epoch", "s/epoch", lambda r: r["seconds_per_epoch"], 1.0, 2),
+    Column("sent_per_sec", "sent/s", lambda r: r["sentences_per_second"], 1.0, 0),
 )
+"""The results table's columns (scores in %, mean ± sd over seeds)."""
 
 
 def summarize(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """One row per mode: ``n_seeds`` and ``<column>_mean``/``<column>_sd`` for every column."""
-    rows = []
-    for mode, runs in results.items():
-        values = {
-            "dev_lf": [get(r, "dev", "lf") for r in runs],
-            "test_lf": [get(r, "test", "lf") for r in runs],
-            "dev_uas": [get(r, "dev", "uas") for r in runs],
-            "test_uas": [get(r, "test", "uas") for r in runs],
-            "sec_per_epoch": [r["seconds_per_epoch"] for r in runs],
-            "sent_per_sec": [r["sentences_per_second"] for r in runs],
-        }
-        row: dict[str, Any] = {"mode": mode, "n_seeds": len(runs)}
-        for key, _, scale in COLUMNS:
-            m, sd = mean_sd(values[key])
-            row[f"{key}_mean"], row[f"{key}_sd"] = m * scale, sd * scale
-        rows.append(row)
-    return rows
+    return report.summarize(results, COLUMNS)
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """The Markdown table (scores in %, mean ± sd over seeds)."""
-    head = ["mode", "seeds"] + [title for _, title, _ in COLUMNS]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [r["mode"], str(r["n_seeds"])]
-        for key, _, _ in COLUMNS:
-            digits = 0 if key == "sent_per_sec" else (2 if key == "sec_per_epoch" else 1)
-            cells.append(cell(r[f"{key}_mean"], r[f"{key}_sd"], digits))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return report.format_table(rows, COLUMNS)
 
 
 def _expected_epochs(cfg: dict[str, Any]) -> int:
@@ -272,6 +253,13 @@ def run_experiment(
     plotted = plot_curves(
         {m: results[v.label] for m, v in chosen.items()}, out / "learning_curve.png"
     )
+    report.plot_scores(
+        rows,
+        COLUMNS[:2],
+        out / "scores.png",
+        title=f"syn2sem: {len(plan.modes)} modes, seeds {', '.join(map(str, seeds))}",
+        reference={"none": "no tree", "gold": "gold tree"},
+    )
     summary = {
         "modes": list(modes),
         "seeds": list(seeds),
@@ -321,5 +309,8 @@ def main(args: Any) -> int:
         slurm=slurm_params(args, Path(args.out)),
     )
     print(summary["markdown"], end="")
-    print(f"\nwrote {Path(args.out) / 'results.md'}, results.csv, runs.csv, learning_curve.png")
+    print(
+        f"\nwrote {Path(args.out) / 'results.md'}, results.csv, runs.csv, learning_curve.png, "
+        "scores.png"
+    )
     return 0
