@@ -171,7 +171,7 @@ def test_resume_equals_an_uninterrupted_run(splits, tmp_path, monkeypatch, every
             if calls["n"] == 2:
                 raise KeyboardInterrupt
 
-    monkeypatch.setattr("spigot.pipelines.sem2sent.fit.atomic_torch_save", crash_after_second_save)
+    monkeypatch.setattr("spigot.pipelines.run.atomic_torch_save", crash_after_second_save)
     with pytest.raises(KeyboardInterrupt):
         Sem2SentTask.from_splits(cfg, splits).fit(splits, tmp_path / "cut")
     monkeypatch.undo()

@@ -6,33 +6,15 @@ the epoch loop, early stopping and resume are the shared :class:`spigot.training
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spigot.config import dump_toml
-from spigot.pipelines.base import write_results
+from spigot.pipelines.run import RunContext
 from spigot.pipelines.sem2sent.data import Interleaved, Sem2SentData
 from spigot.pipelines.syn2sem.outputs import SENTENCES_FILE, write_sentences
-from spigot.training import (
-    EpochStats,
-    JsonlLog,
-    Trainer,
-    atomic_torch_save,
-    atomic_write_text,
-    autocast_dtype,
-    clean_temp_files,
-    device_scope,
-    parse_checkpoint_every,
-    rank_and_world,
-    resolve_device,
-    seed_everything,
-    truncate_log,
-)
+from spigot.training import EpochStats, Trainer
 
 if TYPE_CHECKING:  # pragma: no cover
     from spigot.pipelines.sem2sent.task import Sem2SentTask
@@ -70,37 +52,16 @@ def fit(
     """
     cfg, t = task.config, task.config.train
     model = task.model
-    rank, world = rank_and_world()
-    main = rank == 0
-    progress = (t.progress if progress is None else progress) and main
-    out = Path(out_dir)
-    last_path = out / "last.pt"
-    # -- everything that can fail, before any file is written --------------------------
-    device = resolve_device(t.device)
-    autocast_dtype(t.precision, device)
-    every = parse_checkpoint_every(t.checkpoint_every)
-    state: dict[str, Any] | None = None
-    if resume:
-        state = task.resume_state(out)
-        n = state["trainer"].get("world_size", 1)
-        if n != world:
-            raise ValueError(f"cannot resume {out}: it was trained by {n} process(es), not {world}")
-    seed_everything(cfg.seed + 1_000_003 * rank)
+    run = RunContext.start(task, out_dir, progress=progress, resume=resume)
+    main, state = run.main, run.state
     parser_train = splits.parser.get("train") or []
     parser_dev = splits.parser.get("dev") or []
     parser = model.parser
     init_parser = bool(parser is not None and t.init_parser and state is None)
     if init_parser:
         task.load_parser(t.init_parser)
-    model.to(device)
-    log_path = out / "metrics.jsonl"
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        if state is not None:
-            clean_temp_files(out)
-            truncate_log(log_path, state.get("log_bytes"))
-        atomic_write_text(dump_toml(cfg), out / "config.toml")
-    log = JsonlLog(log_path if main else None, append=state is not None)
+    model.to(run.device)
+    log = run.open(cfg)
     log.write(
         {
             "event": "start",
@@ -108,8 +69,8 @@ def fit(
             "task": task.name,
             "mode": cfg.mode,
             "seed": cfg.seed,
-            "device": str(device),
-            "processes": world,
+            "device": str(run.device),
+            "processes": run.world,
             "n_train": len(splits["train"]),
             "n_dev": len(splits["dev"]),
             "n_test": len(splits.get("test") or []),
@@ -125,40 +86,21 @@ def fit(
     encoders = [model.encoder] + ([parser.encoder] if parser is not None else [])
 
     def trainer(patience: int) -> Trainer:
-        return Trainer(
-            model,
-            lr=t.lr,
-            clip=t.clip,
-            patience=patience,
-            log=log,
-            progress=progress,
-            device=device,
-            precision=t.precision,
-            autocast=encoders,
-            accumulate=t.accumulate,
-            checkpoint_every=every,
-        )
+        return run.trainer(model, patience, encoders, lr=t.lr, clip=t.clip)
 
-    start = time.perf_counter()
-    done_before: list[dict[str, Any]] = state["stage_history"] if state else []
-    resume_stage = state["trainer"]["phase"] if state else None
-    elapsed_before = state["elapsed"] if state else 0.0
+    run.start_clock()
+    done_before = run.stages_before
+    resume_stage = run.resumed_stage
     history: list[Any] = []
 
     def on_epoch(stage_history: list[Any]) -> Callable[[dict[str, Any]], None]:
         def save(trainer_state: dict[str, Any]) -> None:
-            payload = task.resume_payload(
-                trainer=trainer_state,
-                stage_history=[dataclasses.asdict(e) for e in stage_history],
-                elapsed=elapsed_before + time.perf_counter() - start,
-                log_bytes=log_path.stat().st_size,
-            )
-            atomic_torch_save(payload, last_path)
+            run.save_last(task, trainer_state, stage_history)
 
         return save
 
     def on_device() -> Any:
-        return device_scope(device, t.precision, encoders)
+        return run.on_device(encoders)
 
     # stage 1: the parser alone
     n_pre = t.pretrain_epochs if parser is not None and not t.init_parser else 0
@@ -175,11 +117,13 @@ def fit(
             phase="parser",
             parameters=parser.parameters(),
             on_epoch=on_epoch([]),
-            resume=state["trainer"] if state else None,
+            resume=run.stage_resume(),
         )
         history.extend(res.history)
         if main:
-            task.save(out / "parser.pt", epoch=res.best_epoch, phase="parser", dev=res.best_metrics)
+            task.save(
+                run.out / "parser.pt", epoch=res.best_epoch, phase="parser", dev=res.best_metrics
+            )
     parser_before: dict[str, float] = {}
     if parser is not None and main:
         with on_device():
@@ -188,7 +132,7 @@ def fit(
     if cfg.mode == "pipeline":
         model.freeze_parser()
     # stage 2: sentiment (and the parser's own loss on a fraction of its data, joint modes)
-    best_path = out / "best.pt"
+    best_path = run.out / "best.pt"
 
     def on_best(epoch: int, metrics: Any) -> None:
         task.save(best_path, epoch=epoch, phase="sentiment", dev=dict(metrics))
@@ -210,14 +154,14 @@ def fit(
         phase="sentiment",
         on_best=on_best,
         on_epoch=on_epoch(list(history)),
-        resume=state["trainer"] if resume_stage == "sentiment" else None,
+        resume=run.stage_resume("sentiment"),
     )
     history.extend(res.history)
     if not main:
         return {}
     if res.best_epoch == 0:
         on_best(0, {})
-    train_seconds = elapsed_before + time.perf_counter() - start
+    train_seconds = run.elapsed()
     records: list[dict[str, Any]] = []
     with on_device():
         final = {"dev": task.evaluate(splits["dev"], records=records, split="dev")}
@@ -226,7 +170,7 @@ def fit(
         parser_after = task.evaluate_parser(parser_dev) if parser is not None else {}
         if parser is not None:
             parser_after.update(task.rule_accuracy(splits["dev"]))
-    write_sentences(records, out / SENTENCES_FILE)
+    write_sentences(records, run.out / SENTENCES_FILE)
     stage = [e for e in history if e.phase == "sentiment"]
     seconds = [e.seconds for e in stage]
     n_sent = sum(e.sentences for e in stage)
@@ -244,15 +188,12 @@ def fit(
         "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else 0.0,
         "sentences_per_second": n_sent / sum(seconds) if seconds else 0.0,
         "train_seconds": train_seconds,
-        "device": str(device),
-        "processes": world,
+        "device": str(run.device),
+        "processes": run.world,
         "curve": [
             {"phase": e.phase, "epoch": e.epoch, "loss": e.loss, **e.metrics} for e in history
         ],
         "checkpoint": str(best_path),
         "sentences": SENTENCES_FILE,
     }
-    log.write({"event": "final", **{k: v for k, v in results.items() if k != "curve"}})
-    write_results(results, out / "results.json")
-    last_path.unlink(missing_ok=True)
-    return results
+    return run.finish(results)

@@ -7,36 +7,17 @@ epoch loop, early stopping, resume, devices and data-parallel training are the s
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spigot.config import dump_toml
 from spigot.data import Sentence
 from spigot.models.diagnostics import syntax_summary
-from spigot.pipelines.base import write_results
+from spigot.pipelines.run import RunContext
 from spigot.pipelines.syn2sem.data import summary
 from spigot.pipelines.syn2sem.outputs import SENTENCES_FILE, write_sentences
-from spigot.training import (
-    DataError,
-    EpochStats,
-    JsonlLog,
-    Trainer,
-    atomic_torch_save,
-    atomic_write_text,
-    autocast_dtype,
-    clean_temp_files,
-    device_scope,
-    parse_checkpoint_every,
-    rank_and_world,
-    resolve_device,
-    seed_everything,
-    truncate_log,
-)
+from spigot.training import DataError, EpochStats, Trainer
 
 if TYPE_CHECKING:  # pragma: no cover
     from spigot.pipelines.syn2sem.task import Syn2SemTask
@@ -85,28 +66,8 @@ def fit(
             result is the same as if the run had never stopped.
     """
     cfg, t = task.config, task.config.train
-    rank, world = rank_and_world()
-    main = rank == 0
-    progress = (t.progress if progress is None else progress) and main
-    out = Path(out_dir)
-    last_path = out / "last.pt"
-    # -- everything that can fail, before any file is written --------------------------
-    device = resolve_device(t.device)
-    autocast_dtype(t.precision, device)  # validates train.precision on this device
-    every = parse_checkpoint_every(t.checkpoint_every)
-    if t.accumulate < 1:
-        raise ValueError(f"train.accumulate must be >= 1, got {t.accumulate}")
-    state: dict[str, Any] | None = None
-    if resume:
-        state = task.resume_state(out)
-        n = state["trainer"].get("world_size", 1)
-        if n != world:
-            raise ValueError(
-                f"cannot resume {out}: it was trained by {n} process(es), this is {world}; "
-                f"resume it with as many (torchrun --nproc_per_node={n})"
-            )
-    # each process its own dropout masks (process 0 as a single process would)
-    seed_everything(cfg.seed + 1_000_003 * rank)
+    run = RunContext.start(task, out_dir, progress=progress, resume=resume)
+    main, state = run.main, run.state
     train_it = task.batches(splits["train"], train=True)
     if train_it.n_skipped and main:
         logger.warning(
@@ -119,16 +80,9 @@ def fit(
     init_syntax = bool(t.init_syntax and cfg.mode != "none" and state is None)
     if init_syntax:
         task.load_syntax(t.init_syntax)
-    task.model.to(device)
+    task.model.to(run.device)
     # -- the run directory ---------------------------------------------------------------
-    log_path = out / "metrics.jsonl"
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        if state is not None:
-            clean_temp_files(out)  # of a write that the kill interrupted
-            truncate_log(log_path, state.get("log_bytes"))
-        atomic_write_text(dump_toml(cfg), out / "config.toml")
-    log = JsonlLog(log_path if main else None, append=state is not None)
+    log = run.open(cfg)
     for name in ("dev", "test"):
         if main:
             task.warn_unknown_labels(splits.get(name) or [], name)
@@ -141,9 +95,9 @@ def fit(
             "task": task.name,
             "mode": cfg.mode,
             "seed": cfg.seed,
-            "device": str(device),
+            "device": str(run.device),
             "precision": t.precision,
-            "processes": world,
+            "processes": run.world,
             "n_train": len(train_it.kept),
             "n_dev": len(dev),
             "n_test": len(splits.get("test") or []),
@@ -161,27 +115,14 @@ def fit(
     encoders = [task.model.syntax.encoder, task.model.semantics.encoder]
 
     def trainer(patience: int) -> Trainer:
-        return Trainer(
-            task.model,
-            lr=t.lr,
-            clip=t.clip,
-            patience=patience,
-            log=log,
-            progress=progress,
-            device=device,
-            precision=t.precision,
-            autocast=encoders,
-            accumulate=t.accumulate,
-            checkpoint_every=every,
-        )
+        return run.trainer(task.model, patience, encoders, lr=t.lr, clip=t.clip)
 
     history: list[Any] = []
-    start = time.perf_counter()
+    run.start_clock()
     phase = "semantics" if cfg.mode in ("pipeline", "none") else "joint"
     # a run resumed in its second stage has its first stage's history in the state
-    done_before: list[dict[str, Any]] = state["stage_history"] if state else []
-    resume_stage = state["trainer"]["phase"] if state else None
-    elapsed_before = state["elapsed"] if state else 0.0
+    done_before = run.stages_before
+    resume_stage = run.resumed_stage
 
     monitor = task.model.grad_monitor
     if monitor is not None and state is not None and state.get("monitor"):
@@ -197,16 +138,7 @@ def fit(
                     log.write({"event": "grad_norms", **e, **monitor.summary()})
                 else:
                     monitor_state = {k: getattr(monitor, k) for k in _MONITOR_FIELDS}
-            payload = task.resume_payload(
-                trainer=trainer_state,
-                stage_history=[dataclasses.asdict(e) for e in stage_history],
-                elapsed=elapsed_before + time.perf_counter() - start,
-                monitor=monitor_state,
-                # what the log holds at this point: a resumed run drops the records written
-                # after it (their work is redone)
-                log_bytes=log_path.stat().st_size,
-            )
-            atomic_torch_save(payload, last_path)
+            run.save_last(task, trainer_state, stage_history, monitor=monitor_state)
 
         return save
 
@@ -224,17 +156,18 @@ def fit(
             phase="syntax",
             parameters=task.model.syntax.parameters(),
             on_epoch=on_epoch([]),
-            resume=state["trainer"] if state else None,
+            resume=run.stage_resume(),
         )
         history.extend(res.history)
         if main:
             # the best syntactic parser, reusable by other runs through train.init_syntax
-            task.save(out / "syntax.pt", epoch=res.best_epoch, phase="syntax", dev=res.best_metrics)
+            best = res.best_metrics
+            task.save(run.out / "syntax.pt", epoch=res.best_epoch, phase="syntax", dev=best)
         log.write({"event": "syntax_stage", **syntax_summary(res.history, n_syntax)})
     if cfg.mode == "pipeline":
         task.model.freeze_syntax()
     # stage 2: semantics (joint with syntax except in pipeline / none / gold-without-loss)
-    best_path = out / "best.pt"
+    best_path = run.out / "best.pt"
 
     def on_best(epoch: int, metrics: Any) -> None:
         task.save(best_path, epoch=epoch, phase=phase, dev=dict(metrics))
@@ -248,20 +181,20 @@ def fit(
         phase=phase,
         on_best=on_best,
         on_epoch=on_epoch(list(history)),
-        resume=state["trainer"] if resume_stage == phase else None,
+        resume=run.stage_resume(phase),
     )
     history.extend(res.history)
     if not main:
         return {}
     if res.best_epoch == 0:  # no semantic epoch ran: save the model as it is
         on_best(0, {})
-    train_seconds = elapsed_before + time.perf_counter() - start
+    train_seconds = run.elapsed()
     per_sentence: list[dict[str, Any]] = []  # counts of the dev-selected model
-    with device_scope(device, t.precision, encoders):
+    with run.on_device(encoders):
         final = {"dev": task.evaluate(dev, records=per_sentence, split="dev")}
         if splits.get("test"):
             final["test"] = task.evaluate(splits["test"], records=per_sentence, split="test")
-    write_sentences(per_sentence, out / SENTENCES_FILE)
+    write_sentences(per_sentence, run.out / SENTENCES_FILE)
     epoch_seconds = [e.seconds for e in history]
     n_sent = sum(e.sentences for e in history)
     results = {
@@ -277,8 +210,8 @@ def fit(
         "seconds_per_epoch": sum(epoch_seconds) / len(epoch_seconds) if history else 0.0,
         "sentences_per_second": n_sent / sum(epoch_seconds) if history else 0.0,
         "train_seconds": train_seconds,
-        "device": str(device),
-        "processes": world,
+        "device": str(run.device),
+        "processes": run.world,
         "curve": [
             {"phase": e.phase, "epoch": e.epoch, "loss": e.loss, **e.metrics} for e in history
         ],
@@ -286,7 +219,4 @@ def fit(
         "sentences": SENTENCES_FILE,
         "data": summary(report or {}),
     }
-    log.write({"event": "final", **{k: v for k, v in results.items() if k != "curve"}})
-    write_results(results, out / "results.json")
-    last_path.unlink(missing_ok=True)
-    return results
+    return run.finish(results)
