@@ -24,6 +24,7 @@ import dataclasses
 import difflib
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ else:  # pragma: no cover
 __all__ = [
     "EXPERIMENT_TABLE",
     "ConfigError",
+    "LoopConfig",
     "apply_overrides",
     "check_estimator_options",
     "config_from_dict",
@@ -108,6 +110,68 @@ def check_estimator_options(
         _resolve(mode, options)
     except ValueError as exc:
         raise ConfigError(f"train.estimator_options: {exc}") from None
+
+
+@dataclass
+class LoopConfig:
+    """The ``[train]`` keys every pipeline shares (a pipeline's ``TrainConfig`` adds its own).
+
+    Attributes:
+        lr: Adam learning rate.
+        clip: gradient clipping (max global L2 norm; 0 = none).
+        eta: the step size of the two hard estimators that pass a gradient, so that one dev
+            grid tunes both. ``spigot``: the step of ``z - proj(z - eta dL/dz)``; 0 = the
+            original per-sentence rule ``min(1, 1/||dL/dz||)``. ``ste``: a multiplier of the
+            straight-through gradient, ``dL/ds := eta dL/dz`` (the forward pass is unchanged);
+            0 = 1, plain straight-through. Other modes ignore it.
+        estimator_options: options of the mode's registered estimator, e.g. ``{ lam = 10.0 }``
+            for ``blackbox``, ``{ samples = 5, sigma = 0.5 }`` for ``perturbed``,
+            ``{ polytope = "marginal" }`` for ``spigot``; ``{}`` = its defaults. ``spigot``'s
+            ``eta`` and ``ste``'s ``gamma`` are ``eta``. On the command line:
+            ``--set train.estimator_options.lam=10``.
+        threads: torch and tree-kernel CPU threads (0 = torch's default; 1 is fastest for
+            small models on a shared CPU).
+        progress: tqdm progress bars.
+        device: ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"`` or
+            ``"cuda:N"``: where the model, its batches and losses live (the tree algorithms
+            run compiled on the CPU whatever the device). Asking for CUDA where there is none
+            is an error, never a silent fallback (:func:`spigot.training.resolve_device`).
+            Under ``torchrun``, ``"cuda"``/``"auto"`` give every process its ``LOCAL_RANK``.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA only): autocast of the
+            BiLSTM encoders; scorers, structures and losses stay in float32 (float64 in the
+            tree kernels). No loss scaling (it would change SPIGOT's step): prefer bf16.
+        accumulate: batches per optimizer step (gradient accumulation: the gradients of
+            ``accumulate`` batches are averaged). With ``N`` processes a step covers
+            ``N * accumulate`` batches.
+        checkpoint_every: also write ``last.pt`` in the middle of an epoch: an integer is a
+            number of optimizer steps (``500``), a string with a unit a duration
+            (``"10min"``, ``"90s"``, ``"1h"``); ``0`` = only at the end of each epoch.
+            A run killed at any time resumes from its last checkpoint with exactly the
+            weights of an uninterrupted run.
+    """
+
+    lr: float = 1e-3
+    clip: float = 1.0
+    eta: float = 0.0
+    estimator_options: dict[str, Any] = field(default_factory=dict)
+    threads: int = 1
+    progress: bool = True
+    device: str = "auto"
+    precision: str = "fp32"
+    accumulate: int = 1
+    checkpoint_every: str = "0"
+
+    def check(self, mode: str, reserved: dict[str, dict[str, str]]) -> None:
+        """Check the shared keys (``mode``'s estimator options against the registry, with
+        ``reserved`` as in :func:`check_estimator_options`); raise :class:`ConfigError`."""
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+        check_nonneg("train.clip", self.clip)
+        check_nonneg("train.eta", self.eta)
+        check_estimator_options(mode, self.estimator_options, reserved)
+        check_nonneg("train.threads", self.threads)
+        check_choice("train.precision", self.precision, ("fp32", "bf16", "fp16"))
+        check_positive("train.accumulate", self.accumulate)
 
 
 def _sections(cls: type) -> dict[str, type]:

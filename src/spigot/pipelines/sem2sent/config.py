@@ -17,9 +17,9 @@ from typing import Any
 
 from spigot.config import (
     ConfigError,
+    LoopConfig,
     apply_overrides,
     check_choice,
-    check_estimator_options,
     check_nonneg,
     check_positive,
 )
@@ -127,13 +127,16 @@ class ModelConfig:
 
 
 @dataclass
-class TrainConfig:
-    """``[train]``: optimisation, the parser's pre-training and its interleaved training.
+class TrainConfig(LoopConfig):
+    """``[train]``: the keys of :class:`spigot.config.LoopConfig` (``lr``, ``clip``, ``eta``,
+    ``estimator_options``, ``threads``, ``progress``, ``device``, ``precision``,
+    ``accumulate``, ``checkpoint_every``), the parser's pre-training and its interleaved
+    training. Every estimator's step sees each sentence's own loss (``loss_scale`` = batch
+    size; ``spigot``'s ``loss_scale`` option is set so).
 
     Attributes:
         epochs: sentiment epochs, at most (early stopping on dev accuracy with ``patience``).
         patience: epochs without a better dev accuracy before stopping (0 = never).
-        lr: Adam learning rate; clip: gradient norm clipping (0 = none).
         pretrain_epochs: the parser's pre-training epochs, at most (early stopping on its
             dev labeled F1 with ``pretrain_patience``); skipped with ``init_parser``.
         pretrain_patience: see ``pretrain_epochs``.
@@ -142,38 +145,15 @@ class TrainConfig:
             that each sentiment epoch also trains it on (batches interleaved evenly with the
             sentiment batches; the original code used 0.2).
         parser_weight: weight of the parser's loss in those steps.
-        eta: ``spigot``: step size (0 = ``min(1, 1/||dL/dz||)`` per sentence);
-            ``ste``: gradient multiplier (0 = 1).
-        estimator_options: options of the mode's registered estimator (``{}``: its
-            defaults), e.g. ``{ lam = 10.0 }`` for ``blackbox`` or ``{ polytope = "marginal" }``
-            for ``spigot``; ``spigot``'s ``eta`` and ``ste``'s ``gamma`` are ``eta``. Every
-            estimator's step sees each sentence's own loss (``loss_scale`` = batch size).
-        threads: torch and tree-kernel threads (0 = leave the defaults).
-        progress: progress bars.
-        device, precision, accumulate, checkpoint_every: as in pipeline 1
-            (:class:`spigot.pipelines.syn2sem.config.TrainConfig`): where the model and its
-            batches live (``"auto"``: CUDA when available; never a silent CPU fallback), autocast
-            of the two BiLSTM encoders, batches per optimizer step, mid-epoch ``last.pt``
-            (steps, or a duration such as ``"10min"``; ``"0"``: at epoch ends only).
     """
 
     epochs: int = 20
     patience: int = 5
-    lr: float = 1e-3
-    clip: float = 1.0
     pretrain_epochs: int = 10
     pretrain_patience: int = 3
     init_parser: str = ""
     parser_fraction: float = 0.2
     parser_weight: float = 1.0
-    eta: float = 0.0
-    estimator_options: dict[str, Any] = field(default_factory=dict)
-    threads: int = 1
-    progress: bool = True
-    device: str = "auto"
-    precision: str = "fp32"
-    accumulate: int = 1
-    checkpoint_every: str = "0"
 
 
 @dataclass
@@ -216,20 +196,14 @@ class Sem2SentConfig:
         for key in ("dropout", "word_dropout"):
             if not 0.0 <= getattr(m, key) < 1.0:
                 raise ConfigError(f"model.{key} must be in [0, 1), got {getattr(m, key)}")
+        t.check(self.mode, RESERVED_OPTIONS)
         check_nonneg("train.epochs", t.epochs)
         check_nonneg("train.patience", t.patience)
-        check_positive("train.lr", t.lr)
-        check_nonneg("train.clip", t.clip)
         check_nonneg("train.pretrain_epochs", t.pretrain_epochs)
         check_nonneg("train.pretrain_patience", t.pretrain_patience)
         if not 0.0 <= t.parser_fraction <= 1.0:
             raise ConfigError(f"train.parser_fraction must be in [0, 1], got {t.parser_fraction}")
         check_nonneg("train.parser_weight", t.parser_weight)
-        check_nonneg("train.eta", t.eta)
-        check_estimator_options(self.mode, t.estimator_options, RESERVED_OPTIONS)
-        check_nonneg("train.threads", t.threads)
-        check_choice("train.precision", t.precision, ("fp32", "bf16", "fp16"))
-        check_positive("train.accumulate", t.accumulate)
         return self
 
     def uses_parser(self) -> bool:

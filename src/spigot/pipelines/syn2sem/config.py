@@ -31,9 +31,9 @@ from typing import Any
 
 from spigot.config import (
     ConfigError,
+    LoopConfig,
     apply_overrides,
     check_choice,
-    check_estimator_options,
     check_nonneg,
     check_positive,
 )
@@ -193,8 +193,10 @@ class ModelConfig:
 
 
 @dataclass
-class TrainConfig:
-    """The optimisation loop (generic: every pipeline's trainer reads these).
+class TrainConfig(LoopConfig):
+    """The optimisation loop: the keys of :class:`spigot.config.LoopConfig` (``lr``, ``clip``,
+    ``eta``, ``estimator_options``, ``threads``, ``progress``, ``device``, ``precision``,
+    ``accumulate``, ``checkpoint_every``) and pipeline 1's own.
 
     Attributes:
         epochs: training epochs (of the joint / semantic stage).
@@ -204,8 +206,6 @@ class TrainConfig:
         pretrain_patience: stop the syntactic stage after this many epochs without a better
             dev UAS (0 = run all its epochs). The stage always ends with its best dev-UAS
             weights, which ``pipeline`` then freezes: a converged parser.
-        lr: Adam learning rate.
-        clip: gradient clipping (max global L2 norm; 0 = none).
         patience: stop after this many epochs without a better dev score (0 = never).
         syntactic_loss: ``"hinge"`` (structured hinge, Hamming cost 1 per wrong arc) or
             ``"crf"`` (tree CRF negative log-likelihood).
@@ -214,69 +214,29 @@ class TrainConfig:
             the same data and model sizes) whose syntactic parser initialises this run's
             before training; ``""`` = none. In ``mode = "pipeline"`` the syntactic stage then
             runs only ``pretrain_epochs`` more epochs (0: the loaded parser is frozen as is).
-        eta: the step size of the two hard estimators that pass a gradient, so that one dev
-            grid tunes both. ``spigot``: the step of ``z - proj(z - eta dL/dz)``; 0 = the
-            original per-sentence rule ``min(1, 1/||dL/dz||)``. ``ste``: a multiplier of the
-            straight-through gradient, ``dL/ds := eta dL/dz`` (the forward pass and the tree
-            are unchanged); 0 = 1, plain straight-through. For small ``eta`` both send about
-            ``eta`` times the gradient ``dL/dz`` (SPIGOT's projected) to the scores. Other
-            modes ignore it.
         eta_scale: which gradient SPIGOT's step (and the rule for ``eta``) sees:
             ``"sentence"`` (default), the gradient of each sentence's summed loss as in the
             original code (``loss_scale`` = words in the batch, see :mod:`spigot.estimators`),
             or ``"batch"``, the gradient of the training loss as it is (a mean over the words
             of the batch), for which ``eta`` is almost always 1. The other registered
             estimators' steps (``lam``, ``gamma``) see the same gradient
-            (:func:`spigot.models.coupling.with_loss_scale`).
-        estimator_options: options of the mode's registered estimator, e.g.
-            ``{ lam = 10.0 }`` for ``blackbox``, ``{ samples = 5, sigma = 0.5 }`` for
-            ``perturbed``, ``{ polytope = "marginal" }`` for ``spigot`` (``spigot``'s ``eta``
-            and ``loss_scale`` and ``ste``'s ``gamma`` are ``eta`` and ``eta_scale``);
-            ``{}`` = its defaults. On the command line: ``--set train.estimator_options.lam=10``.
+            (:func:`spigot.models.coupling.with_loss_scale`); ``spigot``'s ``loss_scale``
+            option is this key.
         log_grad_norms: log per epoch (an ``{"event": "grad_norms"}`` record of the metrics
             log) the mean per-sentence norm of the gradient reaching the syntactic arc scores
             from the semantic loss (through ``z``) and from the syntactic loss, and their
             cosine (:mod:`spigot.models.diagnostics`).
-        threads: torch CPU threads (0 = torch's default; 1 is fastest for small models on a
-            shared CPU).
-        progress: show tqdm progress bars.
-        device: ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"`` or
-            ``"cuda:N"``: where the model, its batches and losses live (the tree algorithms
-            run compiled on the CPU whatever the device). Asking for CUDA where there is none
-            is an error, never a silent fallback (:func:`spigot.training.resolve_device`).
-            Under ``torchrun``, ``"cuda"``/``"auto"`` give every process its ``LOCAL_RANK``.
-        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA only): autocast of the two
-            BiLSTM encoders; scorers, structures and losses stay in float32 (float64 in the
-            tree kernels). No loss scaling (it would change SPIGOT's step): prefer bf16.
-        accumulate: batches per optimizer step (gradient accumulation: the gradients of
-            ``accumulate`` batches, each loss per word of its batch, are averaged). With
-            ``N`` processes a step covers ``N * accumulate`` batches.
-        checkpoint_every: also write ``last.pt`` in the middle of an epoch: an integer is a
-            number of optimizer steps (``500``), a string with a unit a duration
-            (``"10min"``, ``"90s"``, ``"1h"``); ``0`` = only at the end of each epoch.
-            A run killed at any time resumes from its last checkpoint with exactly the
-            weights of an uninterrupted run.
     """
 
     epochs: int = 10
     pretrain_epochs: int = 0
     pretrain_patience: int = 0
-    lr: float = 1e-3
-    clip: float = 1.0
     patience: int = 0
     syntactic_loss: str = "hinge"
     syntactic_weight: float = 1.0
     init_syntax: str = ""
-    eta: float = 0.0
     eta_scale: str = "sentence"
-    estimator_options: dict[str, Any] = field(default_factory=dict)
     log_grad_norms: bool = False
-    threads: int = 1
-    progress: bool = True
-    device: str = "auto"
-    precision: str = "fp32"
-    accumulate: int = 1
-    checkpoint_every: str = "0"
 
 
 @dataclass
@@ -342,17 +302,12 @@ class Syn2SemConfig:
         check_choice("model.syn_scorer", m.syn_scorer, ("mlp", "biaffine"))
         check_choice("model.sem_scorer", m.sem_scorer, ("mlp", "biaffine"))
         check_choice("model.coupling", m.coupling, COUPLINGS)
+        t.check(self.mode, RESERVED_OPTIONS)
         check_nonneg("train.epochs", t.epochs)
-        check_estimator_options(self.mode, t.estimator_options, RESERVED_OPTIONS)
         check_nonneg("train.pretrain_epochs", t.pretrain_epochs)
         check_nonneg("train.pretrain_patience", t.pretrain_patience)
-        if t.lr <= 0:
-            raise ConfigError(f"train.lr must be > 0, got {t.lr}")
-        check_nonneg("train.clip", t.clip)
         check_nonneg("train.patience", t.patience)
         check_nonneg("train.syntactic_weight", t.syntactic_weight)
-        check_nonneg("train.eta", t.eta)
-        check_nonneg("train.threads", t.threads)
         check_choice("train.syntactic_loss", t.syntactic_loss, ("hinge", "crf"))
         check_choice("train.eta_scale", t.eta_scale, ("batch", "sentence"))
         return self
