@@ -12,6 +12,10 @@ pre-training) and hands them to :func:`execute`, which
   starting once the job it waits for has finished;
 * shows one progress bar over the training epochs of all runs, following the workers' logs.
 
+A worker ends itself when the experiment process that started it is gone, so an experiment
+killed and restarted never has two processes training one run (each run directory is also
+locked while a process trains into it: :class:`spigot.pipelines.run.RunContext`).
+
 Results do not depend on ``jobs``. The helpers below (:func:`mean_sd`, :func:`to_csv`, ...)
 serve the pipelines' result tables.
 """
@@ -23,6 +27,7 @@ import io
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -205,11 +210,30 @@ class _SubmititPool:
         return None
 
 
+def _exit_with_parent(parent: int, poll: float = 1.0) -> None:
+    """Worker initializer: end this worker as soon as the experiment process that started it
+    is gone (killed, say), instead of training on as an orphan beside a restarted experiment.
+    The run it leaves resumes from its last checkpoint."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="spigot-parent-watch", daemon=True).start()
+
+
 def _pool(executor: str, jobs: int, slurm: dict[str, Any]) -> Any:
     if executor == "local":
         import multiprocessing as mp
 
-        return ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
+        return ProcessPoolExecutor(
+            max_workers=jobs,
+            mp_context=mp.get_context("spawn"),
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
+        )
     return _SubmititPool(executor, slurm)
 
 

@@ -72,8 +72,12 @@ class PipelineTask:
     @classmethod
     def clear_run(cls, out_dir: str | os.PathLike) -> list[str]:
         """Remove the run files (and leftover temporary files) of ``out_dir``; return the
-        names removed. Other files are left alone."""
+        names removed. Other files are left alone. Raises
+        :class:`~spigot.pipelines.run.RunDirectoryBusy` if a process is training into it."""
+        from spigot.pipelines.run import check_not_busy
+
         d = Path(out_dir)
+        check_not_busy(d)
         gone = cls.holds_run(d)
         for name in gone:
             (d / name).unlink()

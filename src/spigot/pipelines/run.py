@@ -4,9 +4,9 @@ A pipeline's ``fit`` (:func:`spigot.pipelines.syn2sem.fit.fit`,
 :func:`spigot.pipelines.sem2sent.fit.fit`) does what is its own (data, stages, results) between
 the steps that are everyone's, in this order::
 
-    run = RunContext.start(task, out_dir, progress=progress, resume=resume)
+    with RunContext.start(task, out_dir, progress=progress, resume=resume) as run:
     ...                                   # pipeline checks and initialisation, model.to(run.device)
-    log = run.open(task.config)           # the run directory, config.toml, metrics.jsonl
+    log = run.open(task.config)           # lock the run directory; config.toml, metrics.jsonl
     trainer = run.trainer(model, patience, encoders)
     run.start_clock()
     run.save_last(task, trainer_state, stage_history)   # in every on_epoch callback
@@ -14,6 +14,10 @@ the steps that are everyone's, in this order::
 
 Everything that can fail (device, precision, ``checkpoint_every``, ``accumulate``, the
 checkpoint to resume) is checked by :meth:`RunContext.start`, before any file is written.
+:meth:`RunContext.open` locks the directory (``OUT/.lock``) until the ``with`` block ends, so
+that a second process started on the same run (a restarted experiment beside an old worker, a
+second ``spigot train --resume``) fails with :class:`RunDirectoryBusy` instead of writing into
+it too.
 """
 
 from __future__ import annotations
@@ -45,7 +49,56 @@ from spigot.training import (
     truncate_log,
 )
 
-__all__ = ["RunContext"]
+__all__ = ["LOCK_FILE", "RunContext", "RunDirectoryBusy", "check_not_busy"]
+
+LOCK_FILE = ".lock"
+"""Held (``flock``) by the process that trains into a run directory; holds its pid."""
+
+
+class RunDirectoryBusy(OSError):
+    """Another process is training into the run directory."""
+
+
+def _lock(out: Path) -> Any:
+    """An open ``OUT/.lock`` holding an exclusive ``flock``, or None without ``fcntl``.
+
+    Raises :class:`RunDirectoryBusy` (naming the holder's pid) if another process holds it.
+    The holder deletes the file when it lets go (:meth:`RunContext.release`); a lock taken on a
+    file that was deleted meanwhile is dropped and taken again on the new file.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    path = out / LOCK_FILE
+    while True:
+        handle = path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            raise RunDirectoryBusy(
+                f"{out} is in use: process {holder} is training into it (two processes must "
+                "not write one run directory; wait for it, or stop it first)"
+            ) from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return handle
+        handle.close()  # its holder deleted the file between our open and our lock
+
+
+def check_not_busy(out_dir: str | os.PathLike) -> None:
+    """Raise :class:`RunDirectoryBusy` if a process is training into ``out_dir``."""
+    out = Path(out_dir)
+    if (out / LOCK_FILE).is_file():
+        handle = _lock(out)
+        if handle is not None:
+            handle.close()
 
 
 @dataclass
@@ -75,6 +128,34 @@ class RunContext:
     state: dict[str, Any] | None
     log: JsonlLog | None = None
     started: float = field(default_factory=time.perf_counter)
+    _lock: Any = None
+
+    # -- one process per run directory ---------------------------------------------------------
+    def __enter__(self) -> RunContext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Delete the run directory's lock file and release the lock (the lock alone is also
+        released when the process ends, however it ends)."""
+        if self._lock is not None:
+            (self.out / LOCK_FILE).unlink(missing_ok=True)
+            self._lock.close()
+            self._lock = None
+
+    def _acquire(self) -> None:
+        """Lock the run directory for this process (POSIX ``flock`` on ``OUT/.lock``, which
+        then holds this pid), or raise :class:`RunDirectoryBusy`. Without ``fcntl``
+        (Windows) there is no lock."""
+        handle = _lock(self.out)
+        if handle is not None:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+        self._lock = handle
 
     @classmethod
     def start(
@@ -158,6 +239,7 @@ class RunContext:
         resumed run's log is cut back to what its ``last.pt`` had seen)."""
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
+            self._acquire()
             if self.state is not None:
                 clean_temp_files(self.out)  # of a write that the kill interrupted
                 truncate_log(self.log_path, self.state.get("log_bytes"))

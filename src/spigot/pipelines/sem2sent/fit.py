@@ -50,9 +50,14 @@ def fit(
     ``torchrun`` every process runs this function and process 0 alone writes and evaluates
     (the others return an empty dict), as in :func:`spigot.pipelines.syn2sem.fit.fit`.
     """
+    with RunContext.start(task, out_dir, progress=progress, resume=resume) as run:
+        return _fit(task, splits, run)
+
+
+def _fit(task: Sem2SentTask, splits: Sem2SentData, run: RunContext) -> dict[str, Any]:
+    """:func:`fit` after its settings are checked: train, write the run directory."""
     cfg, t = task.config, task.config.train
     model = task.model
-    run = RunContext.start(task, out_dir, progress=progress, resume=resume)
     main, state = run.main, run.state
     parser_train = splits.parser.get("train") or []
     parser_dev = splits.parser.get("dev") or []

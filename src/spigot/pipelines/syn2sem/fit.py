@@ -65,8 +65,13 @@ def fit(
             must have been written with the same config (and number of processes); the
             result is the same as if the run had never stopped.
     """
+    with RunContext.start(task, out_dir, progress=progress, resume=resume) as run:
+        return _fit(task, splits, run)
+
+
+def _fit(task: Syn2SemTask, splits: dict[str, list[Sentence]], run: RunContext) -> dict[str, Any]:
+    """:func:`fit` after its settings are checked: train, write the run directory."""
     cfg, t = task.config, task.config.train
-    run = RunContext.start(task, out_dir, progress=progress, resume=resume)
     main, state = run.main, run.state
     train_it = task.batches(splits["train"], train=True)
     if train_it.n_skipped and main:
