@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    c = sub.add_parser(
+        "compile",
+        help="compile the tree kernels ahead of time (about a minute once per install; "
+        "otherwise paid by the first call of each)",
+    )
+    c.add_argument("--quiet", action="store_true", help="print only the total")
+
     x = sub.add_parser("experiment", help="train every mode over several seeds; results table")
     x.add_argument("name", choices=EXPERIMENTS, help="which experiment")
     x.add_argument(
@@ -322,6 +329,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compile(args: argparse.Namespace) -> int:
+    import time
+
+    from spigot._kernels import CACHE
+    from spigot._warmup import compile_kernels
+
+    start = time.perf_counter()
+    compile_kernels(None if args.quiet else print)
+    where = (
+        "cached on disk (NUMBA_CACHE_DIR, or __pycache__ beside the package)"
+        if CACHE
+        else "NOT cached: numba has no writable cache directory here, set NUMBA_CACHE_DIR"
+    )
+    print(
+        f"spigot compile: every tree kernel ready in {time.perf_counter() - start:.1f} s, {where}"
+    )
+    return 0
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
     if args.out is None:
         args.out = str(Path("runs") / f"experiment-{args.name}")
@@ -351,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate": cmd_evaluate,
         "predict": cmd_predict,
         "data": data_download.main,
+        "compile": cmd_compile,
         "experiment": cmd_experiment,
     }
     if args.command != "train" and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
