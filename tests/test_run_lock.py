@@ -16,23 +16,11 @@ import pytest
 
 from spigot.cli import main
 from spigot.pipelines.run import LOCK_FILE, RunDirectoryBusy, check_not_busy
+from test_training_cli import TINY
 
 pytest.importorskip("fcntl", reason="run directories are locked with POSIX flock only")
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "data.synthetic_train=40",
-    "data.synthetic_dev=10",
-    "data.synthetic_test=10",
-    "model.word_dim=8",
-    "model.pos_dim=4",
-    "model.lstm_hidden=8",
-    "model.lstm_layers=1",
-    "model.mlp_dim=8",
-    "model.label_mlp_dim=8",
-    "model.coupling_dim=8",
-    "train.epochs=1",
-]
 
 
 @pytest.fixture()
