@@ -111,3 +111,54 @@ def test_runs_written_before_new_keys_are_reused_at_their_legacy_values(tmp_path
         assert reusable(tmp_path, apply_overrides(cfg, change).to_dict()) is None
     (tmp_path / "config.toml").write_text(text + '\nextra = "x"\n')
     assert reusable(tmp_path, cfg.to_dict()) is None
+
+
+def test_runs_interrupted_before_new_keys_resume_at_their_legacy_values(tmp_path):
+    """A last.pt written before train.device/precision/accumulate/checkpoint_every/
+    estimator_options existed resumes when those keys hold the values that reproduce it, to
+    the weights of an uninterrupted run; another value of such a key is refused."""
+    import torch
+
+    from spigot.pipelines.sem2sent.task import Sem2SentTask
+    from spigot.training import atomic_torch_save, load_checkpoint
+
+    cfg = apply_overrides(
+        Sem2SentConfig(), {**TINY, "mode": "spigot", "train.epochs": 2, "train.device": "cpu"}
+    )
+    splits = Sem2SentTask.load_splits(cfg)
+    full = Sem2SentTask.from_splits(cfg, splits).fit(splits, tmp_path / "full")
+    # a run interrupted after its first last.pt, then made to look written by an older
+    # spigot that lacked the new keys
+    import spigot.pipelines.run as run
+
+    calls = {"n": 0}
+    real = run.atomic_torch_save
+
+    def stop_after_first_epoch(obj, path):
+        real(obj, path)
+        if str(path).endswith("last.pt"):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt
+
+    run.atomic_torch_save = stop_after_first_epoch
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            Sem2SentTask.from_splits(cfg, splits).fit(splits, tmp_path / "old")
+    finally:
+        run.atomic_torch_save = real
+    payload = load_checkpoint(tmp_path / "old" / "last.pt")
+    for key in ("device", "precision", "accumulate", "checkpoint_every", "estimator_options"):
+        del payload["config"]["train"][key]
+    atomic_torch_save(payload, tmp_path / "old" / "last.pt")
+    task = Sem2SentTask.from_splits(cfg, splits)
+    resumed = task.fit(splits, tmp_path / "old", resume=True)
+    assert resumed["dev"] == full["dev"] and resumed["test"] == full["test"]
+    a = torch.load(tmp_path / "full" / "best.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "old" / "best.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # a legacy key at another value than the one that reproduces the old run: refused
+    atomic_torch_save(payload, tmp_path / "old" / "last.pt")
+    two = Sem2SentTask.from_splits(apply_overrides(cfg, {"train.accumulate": 2}), splits)
+    with pytest.raises(ValueError, match="train.accumulate differ"):
+        two.resume_state(tmp_path / "old")

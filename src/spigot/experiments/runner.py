@@ -36,6 +36,7 @@ from typing import Any
 
 from spigot.config import config_from_dict
 from spigot.experiments.significance import mean_sd
+from spigot.pipelines.base import LEGACY_VALUES, config_differences
 
 __all__ = [
     "Job",
@@ -117,37 +118,10 @@ def epochs_logged(run_dir: Path) -> int:
     return text.count('"event": "epoch"')
 
 
-LEGACY_VALUES: dict[str, tuple[Any, ...]] = {
-    "train.device": ("cpu", "auto"),
-    "train.precision": ("fp32",),
-    "train.accumulate": (1,),
-    "train.checkpoint_every": ("0",),
-}
-"""Keys added to the configs after runs were written, with the values that reproduce what
-those runs did (CPU, float32, one batch per step; checkpoint_every never changes results). A
-finished run whose ``config.toml`` lacks such a key is reused when the key has one of these
-values now (``"auto"`` only where CUDA is unavailable, so that it means the CPU)."""
-
-
 def _same_config(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Whether a run written with ``old`` (a ``config.toml``) ran with ``new`` (see
-    :data:`LEGACY_VALUES`); otherwise every key must be present in both and equal."""
-    from spigot.pipelines.base import flat_keys
-
-    a, b = flat_keys(old), flat_keys(new)
-    for key in a.keys() | b.keys():
-        if key in a and key in b:
-            if a[key] != b[key]:
-                return False
-        elif key in b and key in LEGACY_VALUES and b[key] in LEGACY_VALUES[key]:
-            if key == "train.device" and b[key] == "auto":
-                import torch
-
-                if torch.cuda.is_available():
-                    return False
-        else:
-            return False
-    return True
+    """Whether a run written with ``old`` (a ``config.toml``) ran with ``new``
+    (:func:`spigot.pipelines.base.config_differences`)."""
+    return not config_differences(old, new)
 
 
 def reusable(run_dir: Path, cfg_dict: dict[str, Any]) -> dict[str, Any] | None:

@@ -31,7 +31,14 @@ from spigot.training import (
     load_checkpoint,
 )
 
-__all__ = ["PipelineTask", "flat_keys", "model_checkpoint", "write_results"]
+__all__ = [
+    "LEGACY_VALUES",
+    "PipelineTask",
+    "config_differences",
+    "flat_keys",
+    "model_checkpoint",
+    "write_results",
+]
 
 
 class PipelineTask:
@@ -133,9 +140,7 @@ class PipelineTask:
         payload = load_checkpoint(path)
         if payload.get("kind") != "resume":
             raise ValueError(f"{path} is not a resume checkpoint")
-        ours, theirs = flat_keys(self.config.to_dict()), flat_keys(payload["config"])
-        keys = (ours.keys() | theirs.keys()) - set(self.resume_ignores)
-        diff = sorted(k for k in keys if ours.get(k) != theirs.get(k))
+        diff = config_differences(payload["config"], self.config.to_dict(), self.resume_ignores)
         if diff:
             raise ValueError(
                 f"cannot resume {out_dir}: it was started with other settings "
@@ -167,6 +172,46 @@ def model_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if "state_dict" not in payload or "vocabs" not in payload or "config" not in payload:
         raise ValueError(f"{p} is a spigot checkpoint without a model (no weights)")
     return payload
+
+
+LEGACY_VALUES: dict[str, tuple[Any, ...]] = {
+    "train.device": ("cpu", "auto"),
+    "train.precision": ("fp32",),
+    "train.accumulate": (1,),
+    "train.checkpoint_every": ("0",),
+}
+"""Keys added to the configs after runs were written, with the values that reproduce what
+those runs did (CPU, float32, one batch per step; checkpoint_every never changes results). A
+run whose ``config.toml`` (or ``last.pt``) lacks such a key counts as run with the key's value
+now if that value is one of these (``"auto"`` only where CUDA is unavailable, so that it means
+the CPU). Keys added with an empty table as default (``train.estimator_options``) need no
+entry: an empty table has no keys to differ."""
+
+
+def config_differences(
+    old: dict[str, Any], new: dict[str, Any], ignore: tuple[str, ...] = ()
+) -> list[str]:
+    """The keys (dotted, sorted) in which a run written with config ``old`` differs from
+    ``new``: a key missing from ``old`` counts as equal if ``new`` holds one of its
+    :data:`LEGACY_VALUES`; every other key must be present in both and equal. Keys in
+    ``ignore`` are skipped."""
+    a, b = flat_keys(old), flat_keys(new)
+    diff = []
+    for key in sorted(a.keys() | b.keys()):
+        if key in ignore:
+            continue
+        if key in a and key in b:
+            if a[key] != b[key]:
+                diff.append(key)
+        elif key in b and key in LEGACY_VALUES and b[key] in LEGACY_VALUES[key]:
+            if key == "train.device" and b[key] == "auto":
+                import torch
+
+                if torch.cuda.is_available():
+                    diff.append(key)
+        else:
+            diff.append(key)
+    return diff
 
 
 def flat_keys(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
