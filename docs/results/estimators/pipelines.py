@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from spigot import ESTIMATORS
 from spigot.experiments.significance import mean_sd, paired_permutation, seed_differences
 from spigot.pipelines.syn2sem.outputs import SENTENCES_FILE, read_sentences
 
@@ -111,10 +112,10 @@ def table(
 ) -> tuple[str, list[str]]:
     syn, sem = both["syn2sem"], both["sem2sent"]
     controls = ["floor", "gold", "pipeline", "joint"]
-    estimators = [m for m in syn if m not in ("none", "gold", "pipeline", "joint")]
-    estimators += [
-        m for m in sem if m not in estimators and m not in ("bilstm", "gold", "pipeline", "joint")
-    ]
+    seen = [m for m in [*syn, *sem] if m not in ("none", "bilstm", "gold", "pipeline", "joint")]
+    # the registry's order (spigot.ESTIMATORS), then any other mode
+    estimators = [m for m in ESTIMATORS if m in seen] + sorted(set(seen) - set(ESTIMATORS))
+    estimators = list(dict.fromkeys(estimators))
     order = controls + estimators
     head = (
         "| mode | syn2sem dev LF | syn2sem test LF | dev UAS after | test LF - joint [95% CI], p "
