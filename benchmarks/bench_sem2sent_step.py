@@ -14,13 +14,13 @@ No parser batch is interleaved, so the steps differ only in what passes through 
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
 
+from _steps import resettable_step
 from spigot.config import apply_overrides
 from spigot.pipelines.sem2sent.config import Sem2SentConfig
 from spigot.pipelines.sem2sent.data import Step
@@ -53,26 +53,7 @@ def make_step(mode: str, args: argparse.Namespace) -> tuple[Callable[[], None], 
     if mode == "pipeline":
         model.freeze_parser()
     model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=1e-3)
-
-    def step() -> None:
-        opt.zero_grad()
-        loss, _ = model.loss(Step(batch), labels)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-
-    for _ in range(3):
-        step()
-    model_state = copy.deepcopy(model.state_dict())
-    opt_state = copy.deepcopy(opt.state_dict())
-
-    def timed() -> None:
-        model.load_state_dict(model_state)
-        opt.load_state_dict(opt_state)
-        step()
-
+    timed = resettable_step(model, lambda: model.loss(Step(batch), labels)[0])
     return timed, int(batch.lengths.sum())
 
 

@@ -12,13 +12,13 @@ straight-through step. Installs nothing; prints a Markdown table.
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
 
+from _steps import resettable_step
 from spigot.config import load_config
 from spigot.data.batching import collate
 from spigot.pipelines.syn2sem.task import Syn2SemTask
@@ -51,26 +51,7 @@ def make_step(mode: str, args: argparse.Namespace) -> tuple[Callable[[], None], 
     if mode == "pipeline":
         model.freeze_syntax()
     model.train()
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-
-    def step() -> None:
-        opt.zero_grad()
-        loss, _ = model.loss(batch)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-
-    for _ in range(3):
-        step()
-    # every timed step starts from the same parameters and optimiser state
-    model_state = copy.deepcopy(model.state_dict())
-    opt_state = copy.deepcopy(opt.state_dict())
-
-    def timed() -> None:
-        model.load_state_dict(model_state)
-        opt.load_state_dict(opt_state)
-        step()
-
+    timed = resettable_step(model, lambda: model.loss(batch)[0])
     return timed, int(batch.lengths.sum())
 
 
