@@ -128,7 +128,7 @@ class RunContext:
     state: dict[str, Any] | None
     log: JsonlLog | None = None
     started: float = field(default_factory=time.perf_counter)
-    _lock: Any = None
+    _lock: Any = field(default=None, repr=False)
 
     # -- one process per run directory ---------------------------------------------------------
     def __enter__(self) -> RunContext:
