@@ -162,3 +162,18 @@ def test_runs_interrupted_before_new_keys_resume_at_their_legacy_values(tmp_path
     two = Sem2SentTask.from_splits(apply_overrides(cfg, {"train.accumulate": 2}), splits)
     with pytest.raises(ValueError, match="train.accumulate differ"):
         two.resume_state(tmp_path / "old")
+
+
+def test_a_run_finished_after_planning_is_reused_not_retrained(tmp_path):
+    """A job whose run another process finished between the plan and its start (an
+    experiment restarted beside the old one) returns that run; with --rerun it retrains."""
+    from spigot.experiments.runner import run_one
+
+    jobs = plan(tmp_path)
+    key, cfg, run_dir, _ = jobs[0]
+    first = run_one(cfg, run_dir, False)
+    stamp = (tmp_path / "a" / "best.pt").stat().st_mtime_ns
+    assert run_one(cfg, run_dir, False) == first
+    assert (tmp_path / "a" / "best.pt").stat().st_mtime_ns == stamp
+    run_one(cfg, run_dir, False, resume=False)
+    assert (tmp_path / "a" / "best.pt").stat().st_mtime_ns != stamp

@@ -67,12 +67,18 @@ def run_one(
 ) -> dict[str, Any]:
     """Train one run of the pipeline named by ``cfg_dict["task"]``; executed in a worker.
 
-    With ``resume``, a run interrupted in ``out_dir`` with the same config continues from its
-    ``last.pt``; otherwise the run starts from scratch.
+    With ``resume``, a run that has finished in ``out_dir`` with the same config since the
+    experiment was planned (by another process) is reused as it is, and one interrupted with
+    the same config continues from its ``last.pt``; otherwise the run starts from scratch.
     """
     from spigot.pipelines import task_class
 
     logging.getLogger("spigot").setLevel(logging.INFO if progress else logging.WARNING)
+    if resume:
+        done = reusable(Path(out_dir), cfg_dict)
+        if done is not None:
+            logger.info("%s finished meanwhile: reusing it", out_dir)
+            return done
     cfg = config_from_dict(cfg_dict)
     task_cls = task_class(cfg.task)
     splits = task_cls.load_splits(cfg)
