@@ -1,11 +1,16 @@
 """Every estimator on both pipelines' synthetic defaults: one table and one plot.
 
     python docs/results/estimators/pipelines.py SYN2SEM_DIR SEM2SENT_DIR [--out PREFIX]
+                                                [--collect SYN2SEM_EXP SEM2SENT_EXP]
                                                 [--resamples 10000] [--seed 0]
 
 ``SYN2SEM_DIR`` and ``SEM2SENT_DIR`` are the output directories of the two ``spigot experiment``
 commands of ``docs/estimators.md`` ("Every estimator on both pipelines' synthetic defaults");
-only ``<mode>/seed<seed>/results.json`` and ``sentences.jsonl.gz`` are read. Every score is
+only ``<mode>/seed<seed>/results.json`` and ``sentences.jsonl.gz`` are read. ``--collect``
+first copies the small artifacts of every finished run (``config.toml``, ``metrics.jsonl``,
+``results.json``, ``sentences.jsonl.gz``; no weights) from the two experiments' output
+directories into ``SYN2SEM_DIR`` and ``SEM2SENT_DIR``: the committed copies are in
+``docs/results/estimators/pipeline_runs/``. Every score is
 recomputed from the per-sentence records and checked against ``results.json``. Writes
 ``PREFIX.md`` (the table), ``PREFIX.csv`` (one row per run) and ``PREFIX.png`` (the plot), and
 prints the table.
@@ -24,6 +29,7 @@ import argparse
 import csv
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,6 +41,20 @@ from spigot.experiments.significance import mean_sd, paired_permutation, seed_di
 from spigot.pipelines.syn2sem.outputs import SENTENCES_FILE, read_sentences
 
 FLOOR = {"syn2sem": "none", "sem2sent": "bilstm"}
+ARTIFACTS = ("config.toml", "metrics.jsonl", "results.json", SENTENCES_FILE)
+
+
+def collect(src: Path, dst: Path) -> int:
+    """Copy the small artifacts of every finished run under ``src`` to ``dst``."""
+    n = 0
+    for res in sorted(src.glob("*/seed*/results.json")):
+        out = dst / res.parent.relative_to(src)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ARTIFACTS:
+            if (res.parent / name).is_file():
+                shutil.copy2(res.parent / name, out / name)
+        n += 1
+    return n
 
 
 def _counts(records: list[dict[str, Any]], split: str, task: str) -> np.ndarray:
@@ -102,7 +122,7 @@ def _versus_joint(
     sd = seed_differences(deltas)
     text = (
         f"{100 * sd.mean:+.1f} [{100 * sd.ci_low:+.1f}, {100 * sd.ci_high:+.1f}], "
-        f"p {perm.p_value:.3f}"
+        f"p {perm.p_value:.4f}"
     )
     return text, {"delta": sd.mean, "low": sd.ci_low, "high": sd.ci_high, "p": perm.p_value}
 
@@ -144,19 +164,22 @@ def plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
-    for ax, task, title in zip(
-        axes,
-        ("syn2sem", "sem2sent"),
-        ("pipeline 1: semantic test LF", "pipeline 2: sentiment test accuracy"),
-        strict=True,
-    ):
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8))
+    panels = (
+        ("syn2sem", "test", "pipeline 1: semantic test LF"),
+        ("sem2sent", "test", "pipeline 2: sentiment test accuracy"),
+        ("syn2sem", "side", "pipeline 1: the syntactic parser's dev UAS at the end"),
+        ("sem2sent", "side", "pipeline 2: the semantic parser's dev LF at the end"),
+    )
+    for ax, (task, what, title) in zip(axes.flat, panels, strict=True):
         runs = both[task]
         metric = "lf" if task == "syn2sem" else "acc"
         names, means, sds, colors = [], [], [], []
         for row in order:
             mode = FLOOR[task] if row == "floor" else row
-            vals = [100 * r["results"]["test"][metric] for r in runs.get(mode, {}).values()]
+            rs = [r["results"] for r in runs.get(mode, {}).values()]
+            vals = [100 * (r["test"][metric] if what == "test" else _side(r, task)) for r in rs]
+            vals = [v for v in vals if not math.isnan(v)]
             if not vals:
                 continue
             m, sd = mean_sd(vals)
@@ -169,7 +192,7 @@ def plot(
             ax.axhline(means[names.index("joint")], linestyle="--", linewidth=1, color="black")
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=45, ha="right")
-        low = min(means) - 5
+        low = 0 if what == "side" else min(means) - 5
         ax.set_ylim(max(0, low), max(means) + 3)
         ax.set_title(title)
         ax.set_ylabel("% (mean ± sd, 3 seeds)")
@@ -187,9 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("syn2sem", type=Path)
     ap.add_argument("sem2sent", type=Path)
     ap.add_argument("--out", type=Path, default=None, help="output prefix (PREFIX.md/.csv/.png)")
+    ap.add_argument("--collect", type=Path, nargs=2, default=None, metavar=("SYN2SEM", "SEM2SENT"))
     ap.add_argument("--resamples", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.collect:
+        for src, dst in zip(args.collect, (args.syn2sem, args.sem2sent), strict=True):
+            print(f"copied {collect(src, dst)} runs from {src} to {dst}", file=sys.stderr)
     both = {"syn2sem": load(args.syn2sem, "syn2sem"), "sem2sent": load(args.sem2sent, "sem2sent")}
     md, order = table(both, args.resamples, args.seed)
     intro = (
