@@ -220,6 +220,9 @@ def test_cli_train_evaluate_and_experiment(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert json.loads((run / "results.json").read_text())["mode"] == "ste"
+    printed = out.stdout.splitlines()
+    assert any(line.startswith("dev: ACC ") for line in printed), out.stdout
+    assert any(line.startswith("parser dev, after the sentiment stage: LF ") for line in printed)
     ev = subprocess.run(
         [
             *cmd,

@@ -180,7 +180,7 @@ def _fmt(v: Any) -> str:
 
 
 def _print_metrics(name: str, metrics: dict[str, Any]) -> None:
-    keys = ["lf", "lp", "lr", "uf", "up", "ur", "lm", "um", "uas", "las"]
+    keys = ["acc", "lf", "lp", "lr", "uf", "up", "ur", "lm", "um", "uas", "las", "rule_acc"]
     shown = [k for k in keys if k in metrics]
     print(f"{name}: " + "  ".join(f"{k.upper()} {_fmt(metrics[k])}" for k in shown))
     print(f"  ({metrics.get('n_sentences', 0)} sentences, {metrics.get('n_skipped', 0)} skipped)")
@@ -279,6 +279,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     _print_metrics("dev", res["dev"])
     if res.get("test"):
         _print_metrics("test", res["test"])
+    for when in ("before", "after"):  # pipeline 2: its parser on its own dev graphs
+        if res.get(f"parser_dev_{when}"):
+            _print_metrics(f"parser dev, {when} the sentiment stage", res[f"parser_dev_{when}"])
     print(
         f"{res['seconds_per_epoch']:.2f} s/epoch, {res['sentences_per_second']:.0f} sentences/s; "
         f"checkpoint {res['checkpoint']}, log {out / 'metrics.jsonl'}"
