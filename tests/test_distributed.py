@@ -84,7 +84,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _epochs(run: Path) -> list[dict]:
-    timing = ("time", "seconds", "eval_seconds", "sentences_per_second")
+    timing = ("time", "seconds", "cpu_seconds", "eval_seconds", "sentences_per_second")
     records = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
     return [
         {k: v for k, v in r.items() if k not in timing} for r in records if r["event"] == "epoch"

@@ -199,6 +199,23 @@ def test_trainer_resumes_from_any_mid_epoch_state_exactly(accumulate):
         assert [h.epoch for h in res.history] == [1, 2, 3]
 
 
+def test_cpu_seconds_do_not_count_waiting():
+    """An epoch's ``cpu_seconds`` is the process's CPU time: a pause (here a sleep in every
+    batch, as when another job holds the core or the process is stopped) adds wall time only."""
+    model = _toy()
+    trainer = Trainer(model, lr=1e-2, progress=False)
+
+    def slow_loss(batch):
+        time.sleep(0.05)
+        x, y = batch
+        return nn.functional.mse_loss(model(x), y)
+
+    res = trainer.fit(_Epochs(), slow_loss, lambda: {"v": 0.0}, epochs=2, select="v")
+    for e in res.history:
+        assert e.seconds >= 7 * 0.05
+        assert 0 < e.cpu_seconds < e.seconds - 6 * 0.05
+
+
 def test_time_based_checkpoints():
     calls: list[int] = []
     _toy_fit(

@@ -168,6 +168,9 @@ def test_experiment_table_and_plot(tmp_path, capsys, config):
     assert (out / "gold" / "seed0" / "best.pt").is_file()
     header = (out / "results.csv").read_text().splitlines()[0]
     assert "dev_lf_mean" in header and "sent_per_sec_mean" in header
+    assert "cpu_per_epoch_mean" in header
+    res = json.loads((out / "gold" / "seed0" / "results.json").read_text())
+    assert 0 < res["cpu_seconds_per_epoch"]
     bad = ["experiment", "syn2sem", "--modes", "joint", "jiont", "--out", str(out)]
     assert main([*bad, "--no-progress"]) == 1
     assert "--modes must be distinct modes among pipeline, joint, ste" in capsys.readouterr().err
@@ -308,7 +311,7 @@ def _same_run(a: Path, b: Path) -> None:
     for key in ("dev", "test", "best_epoch", "epochs_run"):
         assert ra[key] == rb[key], key
     # every epoch, not only the best one: training losses and dev scores
-    timing = ("seconds", "eval_seconds", "sentences_per_second")
+    timing = ("seconds", "cpu_seconds", "eval_seconds", "sentences_per_second")
     ca, cb = (
         [{k: v for k, v in c.items() if k not in timing} for c in r["curve"]] for r in (ra, rb)
     )

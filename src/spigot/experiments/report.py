@@ -16,7 +16,7 @@ from typing import Any
 
 from spigot.experiments.runner import cell, mean_sd
 
-__all__ = ["Column", "format_table", "plot_scores", "summarize"]
+__all__ = ["Column", "format_table", "get_number", "plot_scores", "summarize"]
 
 logger = logging.getLogger("spigot")
 
@@ -38,6 +38,13 @@ class Column:
     extract: Callable[[dict[str, Any]], float]
     scale: float = 100.0
     digits: int = 1
+
+
+def get_number(results: dict[str, Any], key: str) -> float:
+    """``results[key]`` as a float, NaN when the run has no such key (older runs) or 0 (a
+    quantity the run did not measure)."""
+    v = results.get(key)
+    return float("nan") if not v else float(v)
 
 
 def summarize(

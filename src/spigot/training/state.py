@@ -158,6 +158,10 @@ class EpochStats:
     sentences_per_second: float
     metrics: dict[str, float] = field(default_factory=dict)
     best: bool = False
+    cpu_seconds: float = 0.0
+    """CPU time of the training pass (this process, every thread; ``time.process_time``):
+    unlike ``seconds`` (wall time), it does not grow when other jobs share the machine or the
+    process is paused. 0 in records written before it existed."""
 
 
 @dataclass

@@ -330,9 +330,10 @@ class Trainer:
                     if stopped:
                         break
                     self.model.train()
-                    step, total, n_sent, n_batches, done = 0, 0.0, 0, 0, 0.0
+                    step, total, n_sent, n_batches, done, cpu_done = 0, 0.0, 0, 0, 0.0, 0.0
                     if partial is not None and partial["epoch"] == epoch:
                         step, done = partial["step"], partial["seconds"]
+                        cpu_done = partial.get("cpu_seconds", 0.0)
                         total, n_batches, n_sent = mine["loss"], mine["batches"], mine["sentences"]
                         if partial.get("batches_epoch") is not None:
                             batches.epoch = partial["batches_epoch"]  # type: ignore[attr-defined]
@@ -345,6 +346,7 @@ class Trainer:
                         n_total = None
                     bar = self._bar(local, n_total, f"{phase} {epoch}/{epochs}")
                     start = time.perf_counter() - done
+                    cpu_start = time.process_time() - cpu_done
                     micro, since = 0, 0
                     optimizer.zero_grad(set_to_none=True)
                     for batch in bar:
@@ -384,12 +386,14 @@ class Trainer:
                                 "step": step,
                                 "batches_epoch": plan_epoch,
                                 "seconds": time.perf_counter() - start,
+                                "cpu_seconds": time.process_time() - cpu_start,
                             }
                             stats = {"loss": total, "batches": n_batches, "sentences": n_sent}
                             st = state(epoch - 1, part, stats)
                             if st is not None and mid_epoch is not None:
                                 mid_epoch(st)
                     seconds = time.perf_counter() - start
+                    cpu_seconds = time.process_time() - cpu_start
                     if self.world_size > 1:
                         sums = _all_gather((total, n_batches, n_sent))
                         total = sum(s[0] for s in sums)
@@ -418,6 +422,7 @@ class Trainer:
                         sentences_per_second=n_sent / seconds if seconds > 0 else float("nan"),
                         metrics=metrics,
                         best=improved,
+                        cpu_seconds=cpu_seconds,
                     )
                     history.append(stats_e)
                     record = asdict(stats_e)

@@ -23,7 +23,7 @@ from typing import Any
 from spigot.config import apply_overrides, config_from_dict, load_config
 from spigot.experiments import report
 from spigot.experiments.plan import ExperimentPlan, read_plan, select
-from spigot.experiments.report import Column
+from spigot.experiments.report import Column, get_number
 from spigot.experiments.runner import cell, execute, get, mean_sd, plan_jobs, slurm_params, to_csv
 from spigot.pipelines.sem2sent.config import MODES, Sem2SentConfig
 
@@ -91,6 +91,9 @@ COLUMNS = (
         "rule_after", "rule on parser graph after", lambda r: _lf(r, "parser_dev_after", "rule_acc")
     ),
     Column("sec_per_epoch", "s/epoch", lambda r: r["seconds_per_epoch"], 1.0, 2),
+    Column(
+        "cpu_per_epoch", "CPU s/epoch", lambda r: get_number(r, "cpu_seconds_per_epoch"), 1.0, 2
+    ),
 )
 """The results table's columns (scores in %, mean ± sd over seeds)."""
 

@@ -36,7 +36,7 @@ from spigot.experiments.plan import (
     select,
 )
 from spigot.experiments.plots import plot_curves
-from spigot.experiments.report import Column
+from spigot.experiments.report import Column, get_number
 from spigot.experiments.runner import (
     cell,
     execute,
@@ -94,6 +94,9 @@ COLUMNS = (
     Column("dev_uas", "dev UAS", lambda r: get(r, "dev", "uas")),
     Column("test_uas", "test UAS", lambda r: get(r, "test", "uas")),
     Column("sec_per_epoch", "s/epoch", lambda r: r["seconds_per_epoch"], 1.0, 2),
+    Column(
+        "cpu_per_epoch", "CPU s/epoch", lambda r: get_number(r, "cpu_seconds_per_epoch"), 1.0, 2
+    ),
     Column("sent_per_sec", "sent/s", lambda r: r["sentences_per_second"], 1.0, 0),
 )
 """The results table's columns (scores in %, mean ± sd over seeds)."""

@@ -213,6 +213,9 @@ def _fit(task: Syn2SemTask, splits: dict[str, list[Sentence]], run: RunContext) 
         "epochs_run": len(history),
         "syntax_stage": syntax_summary(history, n_syntax) if n_syntax > 0 else None,
         "seconds_per_epoch": sum(epoch_seconds) / len(epoch_seconds) if history else 0.0,
+        "cpu_seconds_per_epoch": (
+            sum(e.cpu_seconds for e in history) / len(history) if history else 0.0
+        ),
         "sentences_per_second": n_sent / sum(epoch_seconds) if history else 0.0,
         "train_seconds": train_seconds,
         "device": str(run.device),
