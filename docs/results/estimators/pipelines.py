@@ -29,7 +29,6 @@ import argparse
 import csv
 import json
 import math
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,24 +36,11 @@ from typing import Any
 import numpy as np
 
 from spigot import ESTIMATORS
+from spigot.experiments.report import collect_artifacts
 from spigot.experiments.significance import mean_sd, paired_permutation, seed_differences
 from spigot.pipelines.syn2sem.outputs import SENTENCES_FILE, read_sentences
 
 FLOOR = {"syn2sem": "none", "sem2sent": "bilstm"}
-ARTIFACTS = ("config.toml", "metrics.jsonl", "results.json", SENTENCES_FILE)
-
-
-def collect(src: Path, dst: Path) -> int:
-    """Copy the small artifacts of every finished run under ``src`` to ``dst``."""
-    n = 0
-    for res in sorted(src.glob("*/seed*/results.json")):
-        out = dst / res.parent.relative_to(src)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in ARTIFACTS:
-            if (res.parent / name).is_file():
-                shutil.copy2(res.parent / name, out / name)
-        n += 1
-    return n
 
 
 def _counts(records: list[dict[str, Any]], split: str, task: str) -> np.ndarray:
@@ -216,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.collect:
         for src, dst in zip(args.collect, (args.syn2sem, args.sem2sent), strict=True):
-            print(f"copied {collect(src, dst)} runs from {src} to {dst}", file=sys.stderr)
+            print(f"copied {collect_artifacts(src, dst)} runs from {src} to {dst}", file=sys.stderr)
     both = {"syn2sem": load(args.syn2sem, "syn2sem"), "sem2sent": load(args.sem2sent, "sem2sent")}
     md, order = table(both, args.resamples, args.seed)
     intro = (

@@ -44,6 +44,7 @@ import numpy as np
 
 from spigot.config import tomllib
 from spigot.experiments.plan import Variant, select
+from spigot.experiments.report import collect_artifacts
 from spigot.experiments.significance import (
     SeedSummary,
     holm,
@@ -107,15 +108,7 @@ class Run:
 # ------------------------------------------------------------------------------------------
 def collect(source: Path, runs: Path) -> int:
     """Copy the committed artifacts of every finished run under ``source`` into ``runs``."""
-    n = 0
-    for res in sorted(source.rglob("results.json")):
-        run_dir = res.parent
-        dest = runs / run_dir.relative_to(source)
-        dest.mkdir(parents=True, exist_ok=True)
-        for name in ARTIFACTS:
-            if (run_dir / name).is_file():
-                shutil.copy2(run_dir / name, dest / name)
-        n += 1
+    n = collect_artifacts(source, runs, ARTIFACTS)
     for name in EXPERIMENT_FILES:
         if (source / name).is_file():
             shutil.copy2(source / name, runs / name)

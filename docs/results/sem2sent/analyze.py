@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from spigot.experiments.report import collect_artifacts
 from spigot.experiments.significance import (
     mean_sd,
     paired_bootstrap,
@@ -40,21 +40,6 @@ from spigot.experiments.significance import (
     seed_differences,
 )
 from spigot.pipelines.syn2sem.outputs import SENTENCES_FILE, read_sentences
-
-ARTIFACTS = ("config.toml", "metrics.jsonl", "results.json", SENTENCES_FILE)
-
-
-def collect(src: Path, dst: Path) -> int:
-    """Copy the small artifacts of every finished run under ``src`` to ``dst``."""
-    n = 0
-    for res in sorted(src.glob("*/seed*/results.json")):
-        out = dst / res.parent.relative_to(src)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in ARTIFACTS:
-            if (res.parent / name).is_file():
-                shutil.copy2(res.parent / name, out / name)
-        n += 1
-    return n
 
 
 def load_runs(root: Path) -> dict[str, dict[int, dict[str, Any]]]:
@@ -160,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if args.collect is not None:
-        print(f"collected {collect(args.collect, args.runs)} runs", file=sys.stderr)
+        print(f"collected {collect_artifacts(args.collect, args.runs)} runs", file=sys.stderr)
     md = tables(load_runs(args.runs), args.resamples, args.seed)
     print(md, end="")
     if args.out is not None:

@@ -16,7 +16,19 @@ from typing import Any
 
 from spigot.experiments.runner import cell, mean_sd
 
-__all__ = ["Column", "format_table", "get_number", "plot_scores", "summarize"]
+__all__ = [
+    "RUN_ARTIFACTS",
+    "Column",
+    "collect_artifacts",
+    "format_table",
+    "get_number",
+    "plot_scores",
+    "summarize",
+]
+
+RUN_ARTIFACTS = ("config.toml", "metrics.jsonl", "results.json", "sentences.jsonl.gz")
+"""The small files of a run that a results page commits (no weights): enough to recompute
+every score, curve and paired test."""
 
 logger = logging.getLogger("spigot")
 
@@ -38,6 +50,26 @@ class Column:
     extract: Callable[[dict[str, Any]], float]
     scale: float = 100.0
     digits: int = 1
+
+
+def collect_artifacts(
+    src: str | os.PathLike, dst: str | os.PathLike, names: Sequence[str] = RUN_ARTIFACTS
+) -> int:
+    """Copy ``names`` of every finished run (a directory with ``results.json``) under ``src``
+    to the same place under ``dst``; return how many runs."""
+    import shutil
+    from pathlib import Path
+
+    src, dst = Path(src), Path(dst)
+    n = 0
+    for res in sorted(src.rglob("results.json")):
+        out = dst / res.parent.relative_to(src)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            if (res.parent / name).is_file():
+                shutil.copy2(res.parent / name, out / name)
+        n += 1
+    return n
 
 
 def get_number(results: dict[str, Any], key: str) -> float:
