@@ -3,6 +3,8 @@ executor (the same code as ``--executor slurm``, run on this machine)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from spigot.config import apply_overrides
@@ -177,3 +179,49 @@ def test_a_run_finished_after_planning_is_reused_not_retrained(tmp_path):
     assert (tmp_path / "a" / "best.pt").stat().st_mtime_ns == stamp
     run_one(cfg, run_dir, False, resume=False)
     assert (tmp_path / "a" / "best.pt").stat().st_mtime_ns != stamp
+
+
+def test_status_says_what_a_run_of_the_experiment_would_do(tmp_path):
+    from spigot.experiments.runner import run_one, run_state, status
+    from spigot.training import atomic_torch_save, load_checkpoint
+
+    jobs = plan(tmp_path)
+    (_, a_cfg, a_dir, _), (_, b_cfg, b_dir, _) = jobs
+    expected = {j[0]: 1 for j in jobs}
+    assert [run_state(Path(d), c)[0] for _, c, d, _ in jobs] == ["to do", "to do"]
+    run_one(a_cfg, a_dir, False)
+    assert run_state(Path(a_dir), a_cfg) == ("done", "")
+    other = apply_overrides(Sem2SentConfig(), {**TINY, "seed": 0, "train.lr": 0.5}).to_dict()
+    state, detail = run_state(Path(a_dir), other)
+    assert state == "restarts" and "train.lr" in detail
+    # an interrupted run: a last.pt with the same settings resumes, with others restarts
+    Path(b_dir).mkdir()
+    from spigot.training import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
+
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "kind": "resume",
+        "config": b_cfg,
+    }
+    atomic_torch_save(payload, Path(b_dir) / "last.pt")
+    assert run_state(Path(b_dir), b_cfg)[0] == "resumes"
+    assert load_checkpoint(Path(b_dir) / "last.pt")["config"] == b_cfg
+    atomic_torch_save({**payload, "config": other}, Path(b_dir) / "last.pt")
+    state, detail = run_state(Path(b_dir), b_cfg)
+    assert state == "restarts" and "seed" in detail and "train.lr" in detail
+    text = status(jobs, expected)
+    assert "| first/seed0 | done |" in text and "| second/seed1 | restarts |" in text
+    assert text.rstrip().endswith("2 runs: 1 done, 1 restarts")
+
+
+def test_experiment_status_trains_nothing(tmp_path, capsys):
+    from spigot.cli import main
+
+    out = tmp_path / "exp"
+    sets = [f"{k}={v}" for k, v in TINY.items() if k != "mode"]
+    args = ["experiment", "sem2sent", "--modes", "bilstm", "--seeds", "0", "1", "--out", str(out)]
+    assert main([*args, "--set", *sets, "--status"]) == 0
+    printed = capsys.readouterr().out
+    assert "| bilstm/seed0 | to do |" in printed and "2 runs: 2 to do" in printed
+    assert not out.exists()

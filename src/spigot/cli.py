@@ -156,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--slurm-mem-gb", type=int, default=None, help="memory per run, GB")
     x.add_argument("--slurm-account", default=None, help="Slurm account")
     x.add_argument(
+        "--status",
+        action="store_true",
+        help="train nothing: list every run of the experiment with what a run of this command "
+        "would do with it (reuse, resume, restart, train) and why",
+    )
+    x.add_argument(
         "--rerun",
         action="store_true",
         help="retrain runs whose directory already holds finished results with the same config",

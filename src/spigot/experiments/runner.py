@@ -51,7 +51,9 @@ __all__ = [
     "plural",
     "reusable",
     "run_one",
+    "run_state",
     "slurm_params",
+    "status",
     "to_csv",
 ]
 
@@ -148,6 +150,48 @@ def reusable(run_dir: Path, cfg_dict: dict[str, Any]) -> dict[str, Any] | None:
         return json.loads(res_path.read_text(encoding="utf-8"))
     except (ValueError, OSError):
         return None
+
+
+def run_state(run_dir: Path, cfg_dict: dict[str, Any]) -> tuple[str, str]:
+    """What :func:`execute` will do with the run in ``run_dir``: ``(state, detail)``, state one
+    of ``"done"`` (reused), ``"resumes"``, ``"restarts"`` (its last.pt or finished run has
+    other settings: trained again), ``"to do"``."""
+    from spigot.config import tomllib
+    from spigot.training import load_checkpoint
+
+    if reusable(run_dir, cfg_dict) is not None:
+        return "done", ""
+    epochs = epochs_logged(run_dir)
+    if (run_dir / "last.pt").is_file():
+        try:
+            old = load_checkpoint(run_dir / "last.pt").get("config") or {}
+        except (ValueError, OSError) as exc:
+            return "restarts", f"unreadable last.pt ({exc})"
+        diff = config_differences(old, cfg_dict, ("train.progress", "train.checkpoint_every"))
+        if diff:
+            return "restarts", f"its last.pt has other settings: {', '.join(diff)}"
+        return "resumes", f"{epochs} epoch(s) logged"
+    if (run_dir / "config.toml").is_file():
+        try:
+            old = tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8"))
+            detail = ", ".join(config_differences(old, cfg_dict)) or "no results.json"
+        except (ValueError, OSError) as exc:
+            detail = f"unreadable config.toml ({exc})"
+        return "restarts", f"the run there differs: {detail}"
+    return "to do", ""
+
+
+def status(jobs_plan: Sequence[Job], expected: dict[tuple[str, int], int]) -> str:
+    """A Markdown table of every job's :func:`run_state`, and the totals."""
+    lines = ["| run | state | detail | epochs at most |", "|---|---|---|---|"]
+    counts: dict[str, int] = {}
+    for key, cfg_dict, run_dir, _ in jobs_plan:
+        state, detail = run_state(Path(run_dir), cfg_dict)
+        counts[state] = counts.get(state, 0) + 1
+        lines.append(f"| {key[0]}/seed{key[1]} | {state} | {detail} | {expected[key]} |")
+    order = ("done", "resumes", "restarts", "to do")
+    total = ", ".join(f"{counts[s]} {s}" for s in order if s in counts)
+    return "\n".join(lines) + f"\n\n{len(jobs_plan)} runs: {total}\n"
 
 
 def get(res: dict[str, Any], split: str, key: str) -> float:

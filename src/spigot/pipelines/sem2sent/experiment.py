@@ -24,7 +24,16 @@ from spigot.config import apply_overrides, config_from_dict, load_config
 from spigot.experiments import report
 from spigot.experiments.plan import ExperimentPlan, read_plan, select
 from spigot.experiments.report import Column, get_number
-from spigot.experiments.runner import cell, execute, get, mean_sd, plan_jobs, slurm_params, to_csv
+from spigot.experiments.runner import (
+    cell,
+    execute,
+    get,
+    mean_sd,
+    plan_jobs,
+    slurm_params,
+    status,
+    to_csv,
+)
 from spigot.pipelines.sem2sent.config import MODES, Sem2SentConfig
 
 __all__ = [
@@ -127,6 +136,7 @@ def run_experiment(
     reuse: bool = True,
     executor: str = "local",
     slurm: dict[str, Any] | None = None,
+    status_only: bool = False,
 ) -> dict[str, Any]:
     """Train every mode with every seed; write and return the summary (see module doc)."""
     plan = ExperimentPlan(
@@ -138,7 +148,8 @@ def run_experiment(
     ).validate()
     variants = plan.variants()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if not status_only:
+        out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     parsed = [m for m in plan.modes if m not in ("bilstm", "gold")]
     pretrain = config.train.pretrain_epochs > 0 and not config.train.init_parser and parsed
@@ -152,6 +163,8 @@ def run_experiment(
         init_file="parser.pt",
     )
     expected = {key: _expected_epochs(c) for key, c, _, _ in jobs_plan}
+    if status_only:  # what a run of the experiment would do, and nothing else
+        return {"status": status(jobs_plan, expected)}
     done = execute(
         jobs_plan,
         expected=expected,
@@ -258,7 +271,11 @@ def main(args: Any) -> int:
         reuse=not getattr(args, "rerun", False),
         executor=getattr(args, "executor", "local"),
         slurm=slurm_params(args, Path(args.out)),
+        status_only=getattr(args, "status", False),
     )
+    if "status" in summary:
+        print(summary["status"], end="")
+        return 0
     print(summary["markdown"], end="")
     print(f"\nwrote {Path(args.out) / 'results.md'}, scores.png, runs.csv, experiment.json")
     return 0

@@ -45,6 +45,7 @@ from spigot.experiments.runner import (
     plan_jobs,
     plural,
     slurm_params,
+    status,
     to_csv,
 )
 from spigot.pipelines.syn2sem.config import Syn2SemConfig
@@ -132,6 +133,7 @@ def run_experiment(
     reuse: bool = True,
     executor: str = "local",
     slurm: dict[str, Any] | None = None,
+    status_only: bool = False,
 ) -> dict[str, Any]:
     """Train every mode with every seed; write and return the summary (see module doc).
 
@@ -158,7 +160,8 @@ def run_experiment(
     ).validate()
     variants = plan.variants()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if not status_only:
+        out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     pretrain = share_pretraining and config.train.pretrain_epochs > 0
     # every job: (key, config dict, run dir, key of the job it waits for or None)
@@ -173,6 +176,8 @@ def run_experiment(
     )
     pre_seeds = [key[1] for key, *_ in jobs_plan if key[0] == "pretrain"]
     expected = {key: _expected_epochs(cfg_dict) for key, cfg_dict, _, _ in jobs_plan}
+    if status_only:  # what a run of the experiment would do, and nothing else
+        return {"status": status(jobs_plan, expected)}
     done = execute(
         jobs_plan,
         expected=expected,
@@ -310,7 +315,11 @@ def main(args: Any) -> int:
         reuse=not getattr(args, "rerun", False),
         executor=getattr(args, "executor", "local"),
         slurm=slurm_params(args, Path(args.out)),
+        status_only=getattr(args, "status", False),
     )
+    if "status" in summary:
+        print(summary["status"], end="")
+        return 0
     print(summary["markdown"], end="")
     print(
         f"\nwrote {Path(args.out) / 'results.md'}, results.csv, runs.csv, learning_curve.png, "
