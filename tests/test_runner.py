@@ -210,6 +210,36 @@ def test_status_says_what_a_run_of_the_experiment_would_do(tmp_path):
     atomic_torch_save({**payload, "config": other}, Path(b_dir) / "last.pt")
     state, detail = run_state(Path(b_dir), b_cfg)
     assert state == "restarts" and "seed" in detail and "train.lr" in detail
+    # a process training into it now: running, with its pid
+    import os
+    import subprocess
+    import sys
+
+    from spigot.pipelines.run import LOCK_FILE
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, time; h = open(os.environ['LOCKF'], 'a+'); "
+            "fcntl.flock(h.fileno(), fcntl.LOCK_EX); h.write(str(os.getpid())); h.flush(); "
+            "print('locked', flush=True); time.sleep(60)",
+        ],
+        env={**os.environ, "LOCKF": str(Path(b_dir) / LOCK_FILE)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert run_state(Path(b_dir), b_cfg) == (
+            "running",
+            f"process {holder.pid}, 0 epoch(s) logged",
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    (Path(b_dir) / LOCK_FILE).unlink()
     text = status(jobs, expected)
     assert "| first/seed0 | done |" in text and "| second/seed1 | restarts |" in text
     assert text.rstrip().endswith("2 runs: 1 done, 1 restarts")

@@ -154,14 +154,22 @@ def reusable(run_dir: Path, cfg_dict: dict[str, Any]) -> dict[str, Any] | None:
 
 def run_state(run_dir: Path, cfg_dict: dict[str, Any]) -> tuple[str, str]:
     """What :func:`execute` will do with the run in ``run_dir``: ``(state, detail)``, state one
-    of ``"done"`` (reused), ``"resumes"``, ``"restarts"`` (its last.pt or finished run has
-    other settings: trained again), ``"to do"``."""
+    of ``"done"`` (reused), ``"running"`` (a process is training it now), ``"resumes"``,
+    ``"restarts"`` (its last.pt or finished run has other settings: trained again), ``"to
+    do"``."""
     from spigot.config import tomllib
+    from spigot.pipelines.run import RunDirectoryBusy, check_not_busy
     from spigot.training import load_checkpoint
 
     if reusable(run_dir, cfg_dict) is not None:
         return "done", ""
     epochs = epochs_logged(run_dir)
+    if run_dir.is_dir():
+        try:
+            check_not_busy(run_dir)
+        except RunDirectoryBusy as exc:
+            holder = str(exc).split("process ", 1)[-1].split(" ", 1)[0]
+            return "running", f"process {holder}, {epochs} epoch(s) logged"
     if (run_dir / "last.pt").is_file():
         try:
             old = load_checkpoint(run_dir / "last.pt").get("config") or {}
@@ -174,10 +182,12 @@ def run_state(run_dir: Path, cfg_dict: dict[str, Any]) -> tuple[str, str]:
     if (run_dir / "config.toml").is_file():
         try:
             old = tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8"))
-            detail = ", ".join(config_differences(old, cfg_dict)) or "no results.json"
+            diff = config_differences(old, cfg_dict)
         except (ValueError, OSError) as exc:
-            detail = f"unreadable config.toml ({exc})"
-        return "restarts", f"the run there differs: {detail}"
+            return "restarts", f"unreadable config.toml ({exc})"
+        if diff:
+            return "restarts", f"the run there has other settings: {', '.join(diff)}"
+        return "to do", "started before, stopped before its first checkpoint"
     return "to do", ""
 
 
@@ -189,7 +199,7 @@ def status(jobs_plan: Sequence[Job], expected: dict[tuple[str, int], int]) -> st
         state, detail = run_state(Path(run_dir), cfg_dict)
         counts[state] = counts.get(state, 0) + 1
         lines.append(f"| {key[0]}/seed{key[1]} | {state} | {detail} | {expected[key]} |")
-    order = ("done", "resumes", "restarts", "to do")
+    order = ("done", "running", "resumes", "restarts", "to do")
     total = ", ".join(f"{counts[s]} {s}" for s in order if s in counts)
     return "\n".join(lines) + f"\n\n{len(jobs_plan)} runs: {total}\n"
 
