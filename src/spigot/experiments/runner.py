@@ -168,8 +168,7 @@ def run_state(run_dir: Path, cfg_dict: dict[str, Any]) -> tuple[str, str]:
         try:
             check_not_busy(run_dir)
         except RunDirectoryBusy as exc:
-            holder = str(exc).split("process ", 1)[-1].split(" ", 1)[0]
-            return "running", f"process {holder}, {epochs} epoch(s) logged"
+            return "running", f"process {exc.holder}, {epochs} epoch(s) logged"
     if (run_dir / "last.pt").is_file():
         try:
             old = load_checkpoint(run_dir / "last.pt").get("config") or {}

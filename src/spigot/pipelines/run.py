@@ -56,7 +56,12 @@ LOCK_FILE = ".lock"
 
 
 class RunDirectoryBusy(OSError):
-    """Another process is training into the run directory."""
+    """Another process is training into the run directory; ``holder`` is its pid as the lock
+    file holds it (``"?"`` if unreadable)."""
+
+    def __init__(self, message: str, holder: str = "?") -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 def _lock(out: Path) -> Any:
@@ -81,7 +86,8 @@ def _lock(out: Path) -> Any:
             handle.close()
             raise RunDirectoryBusy(
                 f"{out} is in use: process {holder} is training into it (two processes must "
-                "not write one run directory; wait for it, or stop it first)"
+                "not write one run directory; wait for it, or stop it first)",
+                holder,
             ) from None
         try:
             same = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
