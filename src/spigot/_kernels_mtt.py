@@ -69,16 +69,22 @@ PANEL = 4
 
 
 @njit(cache=CACHE, fastmath=_FM_SAFE)
+def _column_max(s, n, c):
+    """``c[m] = max_h s[h, m+1]`` over the heads ``h != m+1`` (row by row: contiguous in s)."""
+    for m in range(n):
+        c[m] = s[0, m + 1]
+    for h in range(1, n + 1):
+        for m in range(n):
+            if h != m + 1:
+                c[m] = max(c[m], s[h, m + 1])
+
+
+@njit(cache=CACHE, fastmath=_FM_SAFE)
 def _weights(s, n, T, c, buf, x, ibuf):
     """Column maxima ``c [n]`` and weights ``T [n, n+1]`` (see the module docstring) from the
     scores ``s [>= n+1, >= n+1]``; ``buf [n+1, n]``, ``x [n]``, ``ibuf [n]`` are scratch."""
     N1 = n + 1
-    for m in range(n):
-        c[m] = s[0, m + 1]
-    for h in range(1, N1):
-        for m in range(n):
-            if h != m + 1:
-                c[m] = max(c[m], s[h, m + 1])
+    _column_max(s, n, c)
     for h in range(N1):  # row by row (contiguous in s), then transposed by strips of 16
         for m in range(n):
             x[m] = s[h, m + 1] - c[m]
@@ -272,12 +278,7 @@ def _mtt_short(s, n, single_root, want_mu, mu, T, T0, A, c, invd, x, ibuf):
     loops over whole rows (the blocked passes' bookkeeping costs more than it saves on short
     rows). ``x``, ``ibuf`` (int64): scratch of ``n (n+1)`` entries."""
     N1 = n + 1
-    for m in range(n):
-        c[m] = s[0, m + 1]
-    for h in range(1, N1):
-        for m in range(n):
-            if h != m + 1:
-                c[m] = max(c[m], s[h, m + 1])
+    _column_max(s, n, c)
     for j in range(n):  # T = exp(s^T - c), one vectorised exp over the whole matrix
         for h in range(N1):
             x[j * N1 + h] = s[h, j + 1] - c[j]

@@ -169,7 +169,8 @@ class Syn2Sem(nn.Module):
                 loss_scale=scale,
                 **self.estimator_options,
             )
-        if self.mode in ESTIMATORS and self.training and torch.is_grad_enabled():
+        generic = self.mode in ESTIMATORS and self.mode != "pipeline"
+        if generic and self.training and torch.is_grad_enabled():
             # any other registered estimator (ste-marginals, perturbed, imle, blackbox, ...)
             # with train.estimator_options; like SPIGOT's, its step sees each sentence's
             # summed loss with eta_scale = "sentence"
