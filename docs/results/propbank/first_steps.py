@@ -3,12 +3,12 @@ destroys the pre-trained syntactic parser (the STE diagnosis of docs/results.md)
 
     python docs/results/propbank/first_steps.py [--experiment runs/propbank] [--seed 0]
         [--steps 200] [--every 20] [--dev-sentences 500] [--modes joint ste ste:0.1 ...]
-        [--out docs/results/propbank/first_steps]
+        [--out OUT (default: docs/results/propbank/first_steps_seed<seed>)]
 
 Every mode starts from the seed's pre-trained parser (``<experiment>/pretrain/seed<seed>``)
 with the resolved config of its run in the experiment (:func:`mode_config`), so with the same
 data, model, batches and optimizer as the run. It trains ``--steps`` optimizer
-steps of the joint stage with the library's :class:`~spigot.training.Trainer` and, every
+steps of the joint stage (at most the first epoch: PropBank's has 395) with the library's :class:`~spigot.training.Trainer` and, every
 ``--every`` steps, logs over the steps since the last record:
 
 * ``sem`` and ``syn``: the mean per-sentence norm of the gradient that reaches the syntactic
@@ -189,8 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--dev-sentences", type=int, default=500)
     modes = ["joint", "ste", "ste-centered", "ste:0.1", "marginals", "spigot"]
     ap.add_argument("--modes", nargs="+", default=modes)
-    ap.add_argument("--out", type=Path, default=Path("docs/results/propbank/first_steps"))
+    ap.add_argument("--out", type=Path, help="default: docs/results/propbank/first_steps_seedN")
     args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = Path(f"docs/results/propbank/first_steps_seed{args.seed}")
     records: list[dict[str, Any]] = []
     for mode in args.modes:
         records += watch_mode(
