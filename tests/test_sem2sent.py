@@ -150,6 +150,16 @@ def test_fit_writes_a_run(splits, tmp_path, mode):
     assert (tmp_path / "parser.pt").is_file() == has_parser
     if mode == "pipeline":  # the frozen parser does not change
         assert res["parser_dev_before"] == res["parser_dev_after"]
+    stage = res["parser_stage"]
+    assert (stage is not None) == has_parser
+    if has_parser:  # one pre-training epoch, kept: its dev LF is the parser's LF before
+        assert stage["epochs_run"] == 1 and stage["best_epoch"] == 1
+        assert stage["dev_lf"] == res["parser_dev_before"]["lf"]
+        # the experiment's summary of runs written before parser_stage existed: from the curve
+        from spigot.pipelines.sem2sent.experiment import _parser_stage
+
+        old = {k: v for k, v in res.items() if k != "parser_stage"}
+        assert _parser_stage(old, 1) == stage
 
 
 @pytest.mark.parametrize("every", ["0", "3"])

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from spigot.training.state import stage_summary
+
 __all__ = ["PATHS", "GradNormMonitor", "syntax_summary"]
 
 PATHS = ("semantic", "syntactic")
@@ -111,14 +113,6 @@ class GradNormMonitor:
 
 def syntax_summary(history: Sequence[Any], max_epochs: int) -> dict[str, Any]:
     """The syntactic stage of ``history``: epochs run (of ``max_epochs``), whether it stopped
-    early, and the epoch (the first of the best) whose weights it kept, with its dev UAS."""
-    epochs = [e for e in history if e.phase == "syntax"]
-    uas = [e.metrics.get("uas", float("nan")) for e in epochs]
-    best = max(range(len(epochs)), key=lambda i: (uas[i], -i)) if epochs else None
-    return {
-        "epochs_run": len(epochs),
-        "max_epochs": max_epochs,
-        "stopped_early": len(epochs) < max_epochs,
-        "best_epoch": epochs[best].epoch if best is not None else 0,
-        "dev_uas": uas[best] if best is not None else None,
-    }
+    early, and the epoch (the first of the best) whose weights it kept, with its ``dev_uas``
+    (:func:`spigot.training.stage_summary`)."""
+    return stage_summary(history, "syntax", "uas", max_epochs)

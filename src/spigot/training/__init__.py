@@ -68,6 +68,7 @@ from spigot.training.state import (
     seed_everything,
     set_rng_state,
     set_threads,
+    stage_summary,
 )
 from spigot.training.trainer import Trainer
 
@@ -102,4 +103,5 @@ __all__ = [
     "seed_everything",
     "set_rng_state",
     "set_threads",
+    "stage_summary",
 ]

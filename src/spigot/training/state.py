@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ __all__ = [
     "seed_everything",
     "set_rng_state",
     "set_threads",
+    "stage_summary",
 ]
 
 
@@ -162,6 +163,24 @@ class EpochStats:
     """CPU time of the training pass (this process, every thread; ``time.process_time``):
     unlike ``seconds`` (wall time), it does not grow when other jobs share the machine or the
     process is paused. 0 in records written before it existed."""
+
+
+def stage_summary(
+    history: Sequence[EpochStats], phase: str, metric: str, max_epochs: int
+) -> dict[str, Any]:
+    """How the stage ``phase`` of ``history`` ended: epochs run (of ``max_epochs``), whether it
+    stopped early, and the epoch (the first of the best by dev ``metric``) whose weights it
+    kept, with that score as ``dev_<metric>``."""
+    epochs = [e for e in history if e.phase == phase]
+    scores = [e.metrics.get(metric, float("nan")) for e in epochs]
+    best = max(range(len(epochs)), key=lambda i: (scores[i], -i)) if epochs else None
+    return {
+        "epochs_run": len(epochs),
+        "max_epochs": max_epochs,
+        "stopped_early": len(epochs) < max_epochs,
+        "best_epoch": epochs[best].epoch if best is not None else 0,
+        f"dev_{metric}": scores[best] if best is not None else None,
+    }
 
 
 @dataclass

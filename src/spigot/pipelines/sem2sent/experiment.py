@@ -35,6 +35,7 @@ from spigot.experiments.runner import (
     to_csv,
 )
 from spigot.pipelines.sem2sent.config import MODES, Sem2SentConfig
+from spigot.training.state import EpochStats, stage_summary
 
 __all__ = [
     "DEFAULT_MODES",
@@ -105,6 +106,18 @@ COLUMNS = (
     ),
 )
 """The results table's columns (scores in %, mean ± sd over seeds)."""
+
+
+def _parser_stage(results: dict[str, Any], max_epochs: int) -> dict[str, Any]:
+    """A pre-training run's ``parser_stage``; for runs written before it existed, the same
+    summary from their per-epoch ``curve``."""
+    if results.get("parser_stage"):
+        return results["parser_stage"]
+    history = [
+        EpochStats(e["phase"], e["epoch"], e["loss"], 0.0, 0.0, 0, 0.0, metrics=e)
+        for e in results.get("curve", [])
+    ]
+    return stage_summary(history, "parser", "lf", max_epochs)
 
 
 def summarize(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -193,11 +206,16 @@ def run_experiment(
             + ", ".join(chosen[m].label for m in plan.eta_grid)
         )
     if pretrain:
-        pre = [done[k] for k in done if k[0] == "pretrain"]
+        pre = [done[k] for k in sorted(done) if k[0] == "pretrain"]
         lf_m, lf_sd = mean_sd([_lf(r, "parser_dev_before") for r in pre])
+        stages = [_parser_stage(r, config.train.pretrain_epochs) for r in pre]
+        ran = ", ".join(str(st["epochs_run"]) for st in stages)
+        best = ", ".join(str(st["best_epoch"]) for st in stages)
         notes.append(
-            f"parser pre-training, shared by the modes of each seed: dev LF "
-            f"{cell(100 * lf_m, 100 * lf_sd, 1)}"
+            f"parser pre-training, shared by the modes of each seed: up to "
+            f"{config.train.pretrain_epochs} epochs, early stopping on dev LF (patience "
+            f"{config.train.pretrain_patience}; epochs run per seed: {ran}; best: {best}); dev "
+            f"LF {cell(100 * lf_m, 100 * lf_sd, 1)}"
         )
     md = (
         f"# sem2sent: {len(plan.modes)} modes, seeds {', '.join(map(str, plan.seeds))}, "

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from spigot.pipelines.run import RunContext
 from spigot.pipelines.sem2sent.data import Interleaved, Sem2SentData
 from spigot.pipelines.syn2sem.outputs import SENTENCES_FILE, write_sentences
-from spigot.training import EpochStats, Trainer
+from spigot.training import EpochStats, Trainer, stage_summary
 
 if TYPE_CHECKING:  # pragma: no cover
     from spigot.pipelines.sem2sent.task import Sem2SentTask
@@ -129,6 +129,7 @@ def _fit(task: Sem2SentTask, splits: Sem2SentData, run: RunContext) -> dict[str,
             task.save(
                 run.out / "parser.pt", epoch=res.best_epoch, phase="parser", dev=res.best_metrics
             )
+        log.write({"event": "parser_stage", **stage_summary(res.history, "parser", "lf", n_pre)})
     parser_before: dict[str, float] = {}
     if parser is not None and main:
         with on_device():
@@ -190,6 +191,7 @@ def _fit(task: Sem2SentTask, splits: Sem2SentData, run: RunContext) -> dict[str,
         "parser_dev_before": parser_before or None,
         "parser_dev_after": parser_after or None,
         "epochs_run": len(history),
+        "parser_stage": stage_summary(history, "parser", "lf", n_pre) if n_pre > 0 else None,
         "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else 0.0,
         "cpu_seconds_per_epoch": sum(e.cpu_seconds for e in stage) / len(stage) if stage else 0.0,
         "sentences_per_second": n_sent / sum(seconds) if seconds else 0.0,
