@@ -10,27 +10,17 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from _load import load_script
+
 PEERS_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "peers.py"
 
 
-def _load_peers():
-    name = "_spigot_bench_peers"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, PEERS_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look the module up while executing it
-    spec.loader.exec_module(module)
-    return module
-
-
-peers = _load_peers()
+peers = load_script(PEERS_PATH, "_spigot_bench_peers")
 # The peers warn about deprecated indexing / distribution validation on current torch.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -1,18 +1,16 @@
 """The README's toy example trains through a hard tree: its loss must go down."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+
+from _load import load_script
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "toy_tree.py"
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("toy_tree", EXAMPLE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(EXAMPLE, "toy_tree")
 
 
 @pytest.mark.parametrize("estimator", ["spigot", "ste", "marginals"])

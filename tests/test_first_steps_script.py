@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from _load import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "results" / "propbank" / "first_steps.py"
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("propbank_first_steps", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "propbank_first_steps")
 
 
 def tree_mask(lengths: list[int], n: int) -> torch.Tensor:

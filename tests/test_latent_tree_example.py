@@ -1,18 +1,16 @@
 """examples/latent_tree_sst.py runs end to end on a tiny SST-2 subset with every estimator."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+
+from _load import load_script
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "latent_tree_sst.py"
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("latent_tree_sst", EXAMPLE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(EXAMPLE, "latent_tree_sst")
 
 
 @pytest.mark.parametrize(

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from _load import load_script
 from spigot.config import apply_overrides, dump_toml
 from spigot.pipelines.syn2sem.config import Syn2SemConfig
 from spigot.pipelines.syn2sem.data import GENRES
@@ -19,12 +18,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "results" / "propbank" /
 
 @pytest.fixture(scope="module")
 def analyze():
-    spec = importlib.util.spec_from_file_location("propbank_analyze", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "propbank_analyze")
 
 
 def fake_run(

@@ -6,24 +6,19 @@ into small train / dev / test files of several EWT genres; no real data is neede
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from _load import load_script
 from spigot.cli import main
 from spigot.data import Sentence
 from spigot.metrics import prf
 from spigot.pipelines.syn2sem.data import genre
 from spigot.pipelines.syn2sem.outputs import non_tree_arcs, read_sentences, sentence_record
 
-_spec = importlib.util.spec_from_file_location(
-    "propbank_fixtures", Path(__file__).parent / "data" / "test_propbank.py"
-)
-assert _spec is not None and _spec.loader is not None
-pb = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(pb)
+pb = load_script(Path(__file__).parent / "data" / "test_propbank.py", "propbank_fixtures")
 
 TINY = [
     "model.word_dim=8",

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from pathlib import Path
 
 import pytest
 
+from _load import load_script
 from spigot.data import Sentence
 
 SCRIPT = Path(__file__).resolve().parents[2] / "docs" / "results" / "propbank_baselines.py"
@@ -15,11 +15,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "docs" / "results" / "propbank_ba
 
 @pytest.fixture(scope="module")
 def pb():
-    spec = importlib.util.spec_from_file_location("propbank_baselines", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "propbank_baselines")
 
 
 def sentence(rows: list[tuple[str, str, str, int, str]], arcs: list) -> Sentence:
