@@ -242,7 +242,9 @@ def test_status_says_what_a_run_of_the_experiment_would_do(tmp_path):
     (Path(b_dir) / LOCK_FILE).unlink()
     text = status(jobs, expected)
     assert "| first/seed0 | done |" in text and "| second/seed1 | restarts |" in text
-    assert text.rstrip().endswith("2 runs: 1 done, 1 restarts")
+    assert "\n2 runs: 1 done, 1 restarts\n" in text
+    # the run to redo is timed by the finished one (another mode: "every mode")
+    assert text.endswith("(1 by those of every mode: theirs has no finished run yet).\n")
 
 
 def test_experiment_status_trains_nothing(tmp_path, capsys):
@@ -255,3 +257,33 @@ def test_experiment_status_trains_nothing(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| bilstm/seed0 | to do |" in printed and "2 runs: 2 to do" in printed
     assert not out.exists()
+
+
+def test_time_left_times_each_run_by_the_finished_runs_of_its_mode(tmp_path):
+    from spigot.experiments.runner import time_left
+
+    def job(label: str, seed: int) -> tuple:
+        return ((label, seed), {}, str(tmp_path / label / f"seed{seed}"), None)
+
+    resumed = job("a", 2)
+    Path(resumed[2]).mkdir(parents=True)
+    epoch = '{"event": "epoch"}\n'
+    (Path(resumed[2]) / "metrics.jsonl").write_text(epoch * 4)
+    states = [
+        (job("a", 0), "done", {"train_seconds": 3600.0, "epochs_run": 10}),
+        (job("a", 1), "done", {"train_seconds": 10800.0, "epochs_run": 10}),
+        (job("b (eta=0)", 0), "done", {"train_seconds": 1800.0, "epochs_run": 5}),
+        # mean of a: 7200 s, 720 s per epoch; 4 epochs logged -> 4320 s left
+        (resumed, "resumes", None),
+        (job("b (eta=0.1)", 0), "to do", None),  # another grid point of b: 1800 s
+        (job("c", 0), "to do", None),  # no c has finished: every mode's mean, 5400 s
+        (job("pretrain", 0), "to do", None),  # nothing to time it by
+    ]
+    text = time_left(states, jobs=2)
+    hours = (4320 + 1800 + 5400) / 3600
+    assert f"about {hours:.1f} h of training for 3 unfinished run(s)" in text
+    assert "(1 by those of every mode" in text
+    assert f"about {hours / 2:.1f} h with 2 jobs" in text
+    assert "no estimate for 1 run(s)" in text
+    assert time_left(states[:3]) == ""  # nothing left
+    assert time_left(states[3:]) == ""  # nothing finished

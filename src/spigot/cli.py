@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--status",
         action="store_true",
         help="train nothing: list every run of the experiment with what a run of this command "
-        "would do with it (reuse, resume, restart, train) and why",
+        "would do with it (reuse, resume, restart, train) and why, and estimate the time left",
     )
     x.add_argument(
         "--rerun",

@@ -177,7 +177,7 @@ def run_experiment(
     )
     expected = {key: _expected_epochs(c) for key, c, _, _ in jobs_plan}
     if status_only:  # what a run of the experiment would do, and nothing else
-        return {"status": status(jobs_plan, expected)}
+        return {"status": status(jobs_plan, expected, jobs)}
     done = execute(
         jobs_plan,
         expected=expected,

@@ -177,7 +177,7 @@ def run_experiment(
     pre_seeds = [key[1] for key, *_ in jobs_plan if key[0] == "pretrain"]
     expected = {key: _expected_epochs(cfg_dict) for key, cfg_dict, _, _ in jobs_plan}
     if status_only:  # what a run of the experiment would do, and nothing else
-        return {"status": status(jobs_plan, expected)}
+        return {"status": status(jobs_plan, expected, jobs)}
     done = execute(
         jobs_plan,
         expected=expected,
