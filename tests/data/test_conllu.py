@@ -7,8 +7,6 @@ import gzip
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from spigot.data import (
     CorpusFormatError,
@@ -418,94 +416,3 @@ def test_ids_and_heads_must_be_ascii_digits():
         text = _row(1, "x", 0, "root") + "\n" + _row(2, "y", bad, "obj") + "\n"
         with pytest.raises(CorpusFormatError, match="is not an integer"):
             parse_conllu(text)
-
-
-# --------------------------------------------------------------------------- fuzzing
-
-# damaged cells: bad ids and heads, odd whitespace, a number too long for int()
-_CELLS = "1 2 0 _ x 1-2 2.1 0:root 1:obj|2:nsubj 1.1:x -1 1_0 é : | 1: #".split()
-_CELLS += ["", " ", "a b", "\u0661", "\u2028", "\r", "9" * 5000]
-
-
-@st.composite
-def _conllu_like(draw: st.DrawFn) -> str:
-    """Mostly well-formed CoNLL-U, with random damage to some lines."""
-    cell = st.sampled_from(_CELLS)
-    damaged = st.integers(0, 4).map(lambda x: x == 0)  # about one line in five
-    lines: list[str] = []
-    for _ in range(draw(st.integers(0, 3))):
-        if draw(st.booleans()):
-            lines.append(draw(st.sampled_from(["# sent_id = s", "#", "# a\u2028b", "# x = y"])))
-        n = draw(st.integers(1, 4))
-        for i in range(1, n + 1):
-            # a tree (word 1 under the root, every other word under an earlier one) unless damaged
-            head = draw(st.integers(0, n)) if draw(damaged) else draw(st.integers(1, max(i - 1, 1)))
-            head = 0 if i == 1 else head
-            deps = draw(st.sampled_from(["_", f"{head}:dep", "0:root|1:x", "1.1:x", "1:a:b"]))
-            cols = [str(i), "w", "w", "X", "_", "_", str(head), "dep", deps, "_"]
-            if draw(damaged):
-                cols[draw(st.integers(0, 9))] = draw(cell)
-            if draw(damaged):
-                cols = cols[: draw(st.integers(1, 10))] + draw(st.lists(cell, max_size=2))
-            if draw(damaged):
-                lines.append(draw(st.sampled_from([f"{i}-{i + 1}", f"{i}.1"])) + "\t_" * 9)
-            lines.append("\t".join(cols))
-        lines.append(draw(st.sampled_from([" ", "\r", "\t", "\x0c"])) if draw(damaged) else "")
-    text = draw(st.sampled_from(["\n", "\r\n"])).join(lines)
-    return draw(st.sampled_from(["", "\ufeff"])) + text + draw(st.sampled_from(["", "\n", "\n\n"]))
-
-
-def _outcome(parse, *args):
-    try:
-        return parse(*args)
-    except CorpusFormatError as err:  # any other exception fails the test
-        return ("error", err.line, err.problem)
-
-
-_FUZZ = settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-
-
-@_FUZZ
-@given(st.one_of(st.text(st.characters(codec="utf-8")), _conllu_like()))
-def test_fuzz_parse_conllu_text_and_file_agree(tmp_path_factory, text):
-    from_string = _outcome(parse_conllu, text)
-    d = tmp_path_factory.getbasetemp()
-    for name in ("fuzz.conllu", "fuzz.conllu.gz"):
-        p = d / name
-        data = text.encode("utf-8")
-        p.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
-        assert _outcome(read_conllu, p) == from_string
-
-
-@_FUZZ
-@given(
-    st.one_of(
-        st.binary(),
-        st.builds(
-            lambda t, i, b: t.encode()[:i] + b + t.encode()[i:],
-            _conllu_like(),
-            st.integers(0, 200),
-            st.binary(min_size=1, max_size=3),
-        ),
-    ),
-    st.booleans(),
-)
-def test_fuzz_read_conllu_bytes(tmp_path_factory, data, gz):
-    p = tmp_path_factory.getbasetemp() / ("fuzzb.conllu.gz" if gz else "fuzzb.conllu")
-    p.write_bytes(gzip.compress(data) if gz else data)
-    got = _outcome(read_conllu, p)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return
-    assert got == _outcome(parse_conllu, text)
-
-
-@_FUZZ
-@given(st.binary())
-def test_fuzz_read_conllu_bytes_as_gzip(tmp_path_factory, data):
-    p = tmp_path_factory.getbasetemp() / "raw.conllu.gz"
-    p.write_bytes(data)
-    _outcome(read_conllu, p)

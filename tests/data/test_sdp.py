@@ -6,8 +6,6 @@ import gzip
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from spigot.data import (
     CorpusFormatError,
@@ -268,100 +266,3 @@ def test_bom_header_and_corrupt_gzip(tmp_path):
     p.write_bytes(b"\x1f\x8b garbage")
     with pytest.raises(CorpusFormatError, match="gzip"):
         read_sdp(p)
-
-
-# --------------------------------------------------------------------------- fuzzing
-
-# damaged cells: bad ids, odd whitespace, a number too long for int()
-_CELLS = "1 2 0 _ + - ARG1 1_0 é #".split()
-_CELLS += ["", " ", "_ ", "ARG1 ", "\r", "\u2028", "x\u2028y", "\u0661", "9" * 5000]
-
-
-@st.composite
-def _sdp_like(draw: st.DrawFn) -> str:
-    """Mostly well-formed SDP 2015 text, with random damage to some lines."""
-    cell = st.sampled_from(_CELLS)
-    damaged = st.integers(0, 4).map(lambda x: x == 0)  # about one line in five
-    header = "#SDP 2015"
-    if draw(damaged):
-        header = draw(st.sampled_from(["#20000001", "", "1\ta", "#SDP 2015 \x0c"]))
-    lines = [header]
-    for k in range(draw(st.integers(0, 3))):
-        sid = f"#2000000{k}"
-        lines.append(
-            draw(st.sampled_from(["#", "# x\u2028y", "#SDP 2015"])) if draw(damaged) else sid
-        )
-        n = draw(st.integers(1, 4))
-        preds = [i for i in range(1, n + 1) if draw(st.booleans())]
-        for i in range(1, n + 1):
-            top = draw(st.sampled_from("+-"))
-            cols = [str(i), "w", "w", "X", top, "+" if i in preds else "-", "_"]
-            cols += ["_" if p == i else draw(st.sampled_from(["_", "ARG1"])) for p in preds]
-            if draw(damaged):
-                cols[draw(st.integers(0, len(cols) - 1))] = draw(cell)
-            if draw(damaged):
-                cols = cols[: draw(st.integers(1, len(cols)))] + draw(st.lists(cell, max_size=2))
-            pad = draw(st.sampled_from([" ", "\t", "\r", "\x0c"])) if draw(damaged) else ""
-            lines.append("\t".join(cols) + pad)
-        lines.append(draw(st.sampled_from(["", " ", "\r", "\t", "\x0c"])) if draw(damaged) else "")
-    text = draw(st.sampled_from(["\n", "\r\n"])).join(lines)
-    return draw(st.sampled_from(["", "\ufeff"])) + text + draw(st.sampled_from(["", "\n", "\n\n"]))
-
-
-def _outcome(parse, *args):
-    try:
-        return parse(*args)
-    except CorpusFormatError as err:  # any other exception fails the test
-        return ("error", err.line, err.problem)
-
-
-_FUZZ = settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-
-
-@_FUZZ
-@given(st.one_of(st.text(st.characters(codec="utf-8")), _sdp_like()))
-def test_fuzz_parse_sdp_text_and_file_agree(tmp_path_factory, text):
-    from_string = _outcome(parse_sdp, text)
-    if isinstance(from_string, list):
-        for sent in from_string:
-            assert all(h != m and lab == lab.strip(" \t\r\f\v") != "" for h, m, lab in sent.arcs)
-    d = tmp_path_factory.getbasetemp()
-    for name in ("fuzz.sdp", "fuzz.sdp.gz"):
-        p = d / name
-        data = text.encode("utf-8")
-        p.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
-        assert _outcome(read_sdp, p) == from_string
-
-
-@_FUZZ
-@given(
-    st.one_of(
-        st.binary(),
-        st.builds(
-            lambda t, i, b: t.encode()[:i] + b + t.encode()[i:],
-            _sdp_like(),
-            st.integers(0, 200),
-            st.binary(min_size=1, max_size=3),
-        ),
-    ),
-    st.booleans(),
-)
-def test_fuzz_read_sdp_bytes(tmp_path_factory, data, gz):
-    p = tmp_path_factory.getbasetemp() / ("fuzzb.sdp.gz" if gz else "fuzzb.sdp")
-    p.write_bytes(gzip.compress(data) if gz else data)
-    got = _outcome(read_sdp, p)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return
-    assert got == _outcome(parse_sdp, text)
-
-
-@_FUZZ
-@given(st.binary())
-def test_fuzz_read_sdp_bytes_as_gzip(tmp_path_factory, data):
-    p = tmp_path_factory.getbasetemp() / "raw.sdp.gz"
-    p.write_bytes(data)
-    _outcome(read_sdp, p)
