@@ -1,4 +1,5 @@
-"""Fuzzing of the corpus readers (CoNLL-U, SDP 2015): any text or bytes either parse or raise
+"""Fuzzing of the CoNLL-U and SDP 2015 parsers against their file readers (the contract for
+every reader is in tests/test_reader_fuzz.py): any text or bytes either parse or raise
 :class:`~spigot.data.CorpusFormatError` (any other exception fails), and reading a file (plain
 or gzip) gives exactly what parsing its text gives."""
 
