@@ -12,8 +12,10 @@ experiment's output directory.
 The script recomputes every accuracy from the per-sentence records, checks it against each
 run's ``results.json``, and prints (with ``--out``, writes) Markdown:
 
-1. per mode, mean ± sd over seeds of dev and test accuracy and the parser's dev LF before and
-   after the sentiment stage;
+1. per mode, mean ± sd over seeds of dev and test accuracy, the parser's dev LF before and
+   after the sentiment stage and its unlabeled precision and recall after it (how the
+   sentiment loss changed its graphs), epochs run, the best epoch and CPU seconds per
+   sentiment epoch;
 2. SPIGOT against every other mode on the test sentences: per seed a paired bootstrap (95%
    interval, p-value) and a paired permutation test; pooled over the common seeds; the
    seed-level differences with their 95% t-interval and exact sign-flip p-value
@@ -72,21 +74,38 @@ def _cell(values: list[float]) -> str:
     return f"{m:.1f} ± {sd:.1f}"
 
 
+def _plain(values: list[float], digits: int = 1) -> str:
+    vals = [float(v) for v in values if v is not None and v == v]
+    if not vals:
+        return "–"
+    m, sd = mean_sd(vals)
+    return f"{m:.{digits}f} ± {sd:.{digits}f}"
+
+
 def tables(runs: dict[str, dict[int, dict[str, Any]]], resamples: int, seed: int) -> str:
     lines = [
-        "| mode | seeds | dev acc | test acc | parser LF before | parser LF after |",
-        "|---|---|---|---|---|---|",
+        "| mode | seeds | dev acc | test acc | parser LF before | parser LF after | "
+        "parser UP / UR after | epochs run | best epoch | CPU s/epoch |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for mode, by_seed in runs.items():
         rs = [r["results"] for r in by_seed.values()]
-        lf = [
-            [((r.get(k) or {}).get("lf")) for r in rs]
-            for k in ("parser_dev_before", "parser_dev_after")
-        ]
+
+        def parser(key: str, metric: str) -> list[float | None]:
+            return [(r.get(key) or {}).get(metric) for r in rs]  # noqa: B023
+
+        after = f"{_cell(parser('parser_dev_after', 'up'))} / "
+        after += _cell(parser("parser_dev_after", "ur"))
+        if after == "– / –":
+            after = "–"
         lines.append(
             f"| {mode} | {len(rs)} | {_cell([r['dev']['acc'] for r in rs])} | "
-            f"{_cell([(r.get('test') or {}).get('acc') for r in rs])} | {_cell(lf[0])} | "
-            f"{_cell(lf[1])} |"
+            f"{_cell([(r.get('test') or {}).get('acc') for r in rs])} | "
+            f"{_cell(parser('parser_dev_before', 'lf'))} | "
+            f"{_cell(parser('parser_dev_after', 'lf'))} | {after} | "
+            f"{_plain([r.get('epochs_run') for r in rs])} | "
+            f"{_plain([r.get('best_epoch') for r in rs])} | "
+            f"{_plain([r.get('cpu_seconds_per_epoch') or None for r in rs], 0)} |"
         )
     out = ["## Accuracy (%, mean ± sd over seeds)", "", *lines, ""]
     if "spigot" not in runs:

@@ -1,0 +1,73 @@
+"""docs/results/sem2sent/analyze.py on made-up run directories (no data, no training)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from _load import load_script
+from spigot.pipelines.syn2sem.outputs import SENTENCES_FILE, write_sentences
+
+SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "results" / "sem2sent" / "analyze.py"
+
+
+@pytest.fixture(scope="module")
+def analyze():
+    return load_script(SCRIPT, "sem2sent_analyze")
+
+
+def fake_run(path: Path, correct: dict[str, int], parser: bool, epochs: int = 6) -> None:
+    """20 dev and 40 test sentences, the first ``correct[split]`` of them right."""
+    n = {"dev": 20, "test": 40}
+    records = [
+        {"split": split, "index": i, "correct": int(i < correct[split])}
+        for split in ("dev", "test")
+        for i in range(n[split])
+    ]
+    path.mkdir(parents=True)
+    write_sentences(records, path / SENTENCES_FILE)
+    before = {"lf": 0.8, "up": 0.8, "ur": 0.8} if parser else None
+    after = {"lf": 0.1, "up": 0.05, "ur": 0.9} if parser else None
+    results = {
+        **{split: {"acc": correct[split] / n[split]} for split in ("dev", "test")},
+        "parser_dev_before": before,
+        "parser_dev_after": after,
+        "epochs_run": epochs,
+        "best_epoch": epochs - 4,
+        "cpu_seconds_per_epoch": 30.0,
+    }
+    (path / "results.json").write_text(json.dumps(results))
+
+
+@pytest.fixture
+def runs(tmp_path):
+    for seed in (0, 1):
+        fake_run(tmp_path / "spigot" / f"seed{seed}", {"dev": 15, "test": 30 + seed}, True)
+        fake_run(tmp_path / "bilstm" / f"seed{seed}", {"dev": 12, "test": 20}, False, epochs=8)
+    return tmp_path
+
+
+def test_tables(analyze, runs):
+    md = analyze.tables(analyze.load_runs(runs), resamples=200, seed=0)
+    rows: dict[str, str] = {}
+    for line in md.splitlines():  # the first table's row of each mode
+        rows.setdefault(line.split(" | ")[0].strip("| "), line)
+    # spigot: test 75.0 and 77.5 -> 76.2 ± 1.8; parser 80 -> 10 LF, UP 5 / UR 90 after
+    assert rows["spigot"] == (
+        "| spigot | 2 | 75.0 ± 0.0 | 76.2 ± 1.8 | 80.0 ± 0.0 | 10.0 ± 0.0 | "
+        "5.0 ± 0.0 / 90.0 ± 0.0 | 6.0 ± 0.0 | 2.0 ± 0.0 | 30 ± 0 |"
+    )
+    assert rows["bilstm"].startswith("| bilstm | 2 | 60.0 ± 0.0 | 50.0 ± 0.0 | – | – | – | 8.0")
+    # SPIGOT - bilstm on test: +25 and +27.5 points, pooled +26.25
+    assert "| bilstm | 2 | +26.25 [" in md
+
+
+def test_accuracy_must_match_the_results(analyze, runs):
+    res = runs / "bilstm" / "seed1" / "results.json"
+    data = json.loads(res.read_text())
+    data["test"]["acc"] = 0.6
+    res.write_text(json.dumps(data))
+    with pytest.raises(SystemExit, match="test accuracy"):
+        analyze.load_runs(runs)
