@@ -182,7 +182,8 @@ def test_a_run_finished_after_planning_is_reused_not_retrained(tmp_path):
 
 
 def test_status_says_what_a_run_of_the_experiment_would_do(tmp_path):
-    from spigot.experiments.runner import run_one, run_state, status
+    from spigot.experiments.runner import run_one
+    from spigot.experiments.status import run_state, status
     from spigot.training import atomic_torch_save, load_checkpoint
 
     jobs = plan(tmp_path)
@@ -260,7 +261,7 @@ def test_experiment_status_trains_nothing(tmp_path, capsys):
 
 
 def test_time_left_times_each_run_by_the_finished_runs_of_its_mode(tmp_path):
-    from spigot.experiments.runner import time_left
+    from spigot.experiments.status import time_left
 
     def job(label: str, seed: int) -> tuple:
         return ((label, seed), {}, str(tmp_path / label / f"seed{seed}"), None)

@@ -31,9 +31,9 @@ from spigot.experiments.runner import (
     mean_sd,
     plan_jobs,
     slurm_params,
-    status,
     to_csv,
 )
+from spigot.experiments.status import status
 from spigot.pipelines.sem2sent.config import MODES, Sem2SentConfig
 from spigot.training.state import EpochStats, stage_summary
 

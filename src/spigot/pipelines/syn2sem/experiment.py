@@ -45,9 +45,9 @@ from spigot.experiments.runner import (
     plan_jobs,
     plural,
     slurm_params,
-    status,
     to_csv,
 )
+from spigot.experiments.status import status
 from spigot.pipelines.syn2sem.config import Syn2SemConfig
 
 __all__ = [
