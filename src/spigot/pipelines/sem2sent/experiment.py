@@ -15,25 +15,22 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from spigot.config import apply_overrides, config_from_dict, load_config
 from spigot.experiments import report
+from spigot.experiments.grid import run_grid
 from spigot.experiments.plan import ExperimentPlan, read_plan, select
 from spigot.experiments.report import Column, get_number
 from spigot.experiments.runner import (
     cell,
-    execute,
     get,
     mean_sd,
-    plan_jobs,
     slurm_params,
     to_csv,
 )
-from spigot.experiments.status import status
 from spigot.pipelines.sem2sent.config import MODES, Sem2SentConfig
 from spigot.training.state import EpochStats, stage_summary
 
@@ -161,12 +158,9 @@ def run_experiment(
     ).validate()
     variants = plan.variants()
     out = Path(out_dir)
-    if not status_only:
-        out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
     parsed = [m for m in plan.modes if m not in ("bilstm", "gold")]
     pretrain = config.train.pretrain_epochs > 0 and not config.train.init_parser and parsed
-    jobs_plan, runs = plan_jobs(
+    grid = run_grid(
         config,
         plan,
         out,
@@ -174,23 +168,17 @@ def run_experiment(
         uses_pretraining=lambda mode: mode in parsed,
         init_key="train.init_parser",
         init_file="parser.pt",
-    )
-    expected = {key: _expected_epochs(c) for key, c, _, _ in jobs_plan}
-    if status_only:  # what a run of the experiment would do, and nothing else
-        return {"status": status(jobs_plan, expected, jobs)}
-    done = execute(
-        jobs_plan,
-        expected=expected,
+        expected_epochs=_expected_epochs,
         jobs=jobs,
         progress=progress,
         reuse=reuse,
         executor=executor,
         slurm=slurm,
+        status_only=status_only,
     )
-    results: dict[str, list[dict[str, Any]]] = {v.label: [] for v in variants}
-    for label, seed in runs:
-        results[label].append(done[(label, seed)])
-    wall = time.perf_counter() - start
+    if isinstance(grid, str):  # what a run of the experiment would do, and nothing else
+        return {"status": grid}
+    jobs_plan, done, results, wall = grid.jobs_plan, grid.done, grid.results, grid.wall_seconds
     chosen = select(variants, results, metric="acc")
     by_label = {r["mode"]: r for r in summarize(results)}
     rows = [by_label[chosen[m].label] for m in plan.modes]

@@ -20,13 +20,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from spigot.config import apply_overrides, config_from_dict, load_config
 from spigot.experiments import report
+from spigot.experiments.grid import run_grid
 from spigot.experiments.plan import (
     DEFAULT_MODES,
     DEFAULT_SEEDS,
@@ -39,15 +39,12 @@ from spigot.experiments.plots import plot_curves
 from spigot.experiments.report import Column, get_number
 from spigot.experiments.runner import (
     cell,
-    execute,
     get,
     mean_sd,
-    plan_jobs,
     plural,
     slurm_params,
     to_csv,
 )
-from spigot.experiments.status import status
 from spigot.pipelines.syn2sem.config import Syn2SemConfig
 
 __all__ = [
@@ -160,12 +157,8 @@ def run_experiment(
     ).validate()
     variants = plan.variants()
     out = Path(out_dir)
-    if not status_only:
-        out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
     pretrain = share_pretraining and config.train.pretrain_epochs > 0
-    # every job: (key, config dict, run dir, key of the job it waits for or None)
-    jobs_plan, runs = plan_jobs(
+    grid = run_grid(
         config,
         plan,
         out,
@@ -173,24 +166,18 @@ def run_experiment(
         uses_pretraining=lambda mode: mode != "none",
         init_key="train.init_syntax",
         init_file="syntax.pt",
-    )
-    pre_seeds = [key[1] for key, *_ in jobs_plan if key[0] == "pretrain"]
-    expected = {key: _expected_epochs(cfg_dict) for key, cfg_dict, _, _ in jobs_plan}
-    if status_only:  # what a run of the experiment would do, and nothing else
-        return {"status": status(jobs_plan, expected, jobs)}
-    done = execute(
-        jobs_plan,
-        expected=expected,
+        expected_epochs=_expected_epochs,
         jobs=jobs,
         progress=progress,
         reuse=reuse,
         executor=executor,
         slurm=slurm,
+        status_only=status_only,
     )
-    results: dict[str, list[dict[str, Any]]] = {v.label: [] for v in variants}
-    for label, seed in runs:
-        results[label].append(done[(label, seed)])
-    wall = time.perf_counter() - start
+    if isinstance(grid, str):  # what a run of the experiment would do, and nothing else
+        return {"status": grid}
+    jobs_plan, done, results, wall = grid.jobs_plan, grid.done, grid.results, grid.wall_seconds
+    pre_seeds = [key[1] for key, *_ in jobs_plan if key[0] == "pretrain"]
     chosen = select(variants, results)
     all_rows = summarize(results)
     by_label = {r["mode"]: r for r in all_rows}
