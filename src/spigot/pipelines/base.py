@@ -34,11 +34,16 @@ from spigot.training import (
 __all__ = [
     "LEGACY_VALUES",
     "PipelineTask",
+    "SENTENCES_FILE",
     "config_differences",
     "flat_keys",
     "model_checkpoint",
     "write_results",
 ]
+
+SENTENCES_FILE = "sentences.jsonl.gz"
+"""Name of the per-sentence file of a run directory (every pipeline writes one: the counts of
+each dev and test sentence, from which its scores and significance tests are recomputed)."""
 
 
 class PipelineTask:

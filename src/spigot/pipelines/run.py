@@ -33,8 +33,10 @@ from typing import Any
 from torch import nn
 
 from spigot.config import dump_toml
-from spigot.pipelines.base import write_results
+from spigot.pipelines.base import SENTENCES_FILE, write_results
 from spigot.training import (
+    EpochStats,
+    FitResult,
     JsonlLog,
     Trainer,
     atomic_torch_save,
@@ -299,6 +301,52 @@ class RunContext:
             log_bytes=self.log_path.stat().st_size,
         )
         atomic_torch_save(payload, self.last_path)
+
+    def results(
+        self,
+        task: Any,
+        fit: FitResult,
+        final: dict[str, Any],
+        history: Sequence[EpochStats],
+        best_path: Path,
+        *,
+        train_seconds: float,
+        timed: Sequence[EpochStats] | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """The ``results.json`` fields every pipeline writes, then ``extra``: the run's
+        identity, the last stage's best epoch (``fit``), the final ``dev``/``test`` scores, the
+        whole ``history`` (``curve``, ``epochs_run``) and the training speed over the epochs
+        ``timed`` (default: all of them), ``train_seconds`` (:meth:`elapsed` when training
+        ended)."""
+        timed = list(history if timed is None else timed)
+        seconds = sum(e.seconds for e in timed)
+        n = max(len(timed), 1)
+        cfg = task.config
+        return {
+            "task": task.name,
+            "mode": cfg.mode,
+            "seed": cfg.seed,
+            "best_epoch": fit.best_epoch,
+            "stopped_early": fit.stopped_early,
+            "dev": final["dev"],
+            "test": final.get("test"),
+            "epochs_run": len(history),
+            **extra,
+            "seconds_per_epoch": seconds / n if timed else 0.0,
+            "cpu_seconds_per_epoch": sum(e.cpu_seconds for e in timed) / n if timed else 0.0,
+            "sentences_per_second": (
+                sum(e.sentences for e in timed) / seconds if timed and seconds else 0.0
+            ),
+            "train_seconds": train_seconds,
+            "device": str(self.device),
+            "processes": self.world,
+            "curve": [
+                {"phase": e.phase, "epoch": e.epoch, "loss": e.loss, **e.metrics} for e in history
+            ],
+            "checkpoint": str(best_path),
+            "sentences": SENTENCES_FILE,
+        }
 
     def finish(self, results: dict[str, Any]) -> dict[str, Any]:
         """Log the final record, write ``results.json``, remove ``last.pt``."""

@@ -177,31 +177,16 @@ def _fit(task: Sem2SentTask, splits: Sem2SentData, run: RunContext) -> dict[str,
         if parser is not None:
             parser_after.update(task.rule_accuracy(splits["dev"]))
     write_sentences(records, run.out / SENTENCES_FILE)
-    stage = [e for e in history if e.phase == "sentiment"]
-    seconds = [e.seconds for e in stage]
-    n_sent = sum(e.sentences for e in stage)
-    results = {
-        "task": task.name,
-        "mode": cfg.mode,
-        "seed": cfg.seed,
-        "best_epoch": res.best_epoch,
-        "stopped_early": res.stopped_early,
-        "dev": final["dev"],
-        "test": final.get("test"),
-        "parser_dev_before": parser_before or None,
-        "parser_dev_after": parser_after or None,
-        "epochs_run": len(history),
-        "parser_stage": stage_summary(history, "parser", "lf", n_pre) if n_pre > 0 else None,
-        "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else 0.0,
-        "cpu_seconds_per_epoch": sum(e.cpu_seconds for e in stage) / len(stage) if stage else 0.0,
-        "sentences_per_second": n_sent / sum(seconds) if seconds else 0.0,
-        "train_seconds": train_seconds,
-        "device": str(run.device),
-        "processes": run.world,
-        "curve": [
-            {"phase": e.phase, "epoch": e.epoch, "loss": e.loss, **e.metrics} for e in history
-        ],
-        "checkpoint": str(best_path),
-        "sentences": SENTENCES_FILE,
-    }
+    results = run.results(
+        task,
+        res,
+        final,
+        history,
+        best_path,
+        train_seconds=train_seconds,
+        timed=[e for e in history if e.phase == "sentiment"],
+        parser_dev_before=parser_before or None,
+        parser_dev_after=parser_after or None,
+        parser_stage=stage_summary(history, "parser", "lf", n_pre) if n_pre > 0 else None,
+    )
     return run.finish(results)

@@ -200,31 +200,14 @@ def _fit(task: Syn2SemTask, splits: dict[str, list[Sentence]], run: RunContext) 
         if splits.get("test"):
             final["test"] = task.evaluate(splits["test"], records=per_sentence, split="test")
     write_sentences(per_sentence, run.out / SENTENCES_FILE)
-    epoch_seconds = [e.seconds for e in history]
-    n_sent = sum(e.sentences for e in history)
-    results = {
-        "task": task.name,
-        "mode": cfg.mode,
-        "seed": cfg.seed,
-        "best_epoch": res.best_epoch,
-        "stopped_early": res.stopped_early,
-        "dev": final["dev"],
-        "test": final.get("test"),
-        "epochs_run": len(history),
-        "syntax_stage": syntax_summary(history, n_syntax) if n_syntax > 0 else None,
-        "seconds_per_epoch": sum(epoch_seconds) / len(epoch_seconds) if history else 0.0,
-        "cpu_seconds_per_epoch": (
-            sum(e.cpu_seconds for e in history) / len(history) if history else 0.0
-        ),
-        "sentences_per_second": n_sent / sum(epoch_seconds) if history else 0.0,
-        "train_seconds": train_seconds,
-        "device": str(run.device),
-        "processes": run.world,
-        "curve": [
-            {"phase": e.phase, "epoch": e.epoch, "loss": e.loss, **e.metrics} for e in history
-        ],
-        "checkpoint": str(best_path),
-        "sentences": SENTENCES_FILE,
-        "data": summary(report or {}),
-    }
+    results = run.results(
+        task,
+        res,
+        final,
+        history,
+        best_path,
+        train_seconds=train_seconds,
+        syntax_stage=syntax_summary(history, n_syntax) if n_syntax > 0 else None,
+        data=summary(report or {}),
+    )
     return run.finish(results)

@@ -48,6 +48,7 @@ from typing import Any
 
 from spigot.data import Arc, Sentence
 from spigot.metrics import AttachmentScorer, SemanticScorer
+from spigot.pipelines.base import SENTENCES_FILE
 from spigot.pipelines.syn2sem.data import genre
 from spigot.training import atomic_write_bytes
 
@@ -60,8 +61,6 @@ __all__ = [
     "write_sentences",
 ]
 
-SENTENCES_FILE = "sentences.jsonl.gz"
-"""Name of the per-sentence file in a run directory."""
 
 COUNT_KEYS = ("gold", "pred", "correct", "gold_u", "pred_u", "correct_u")
 """The semantic counts of a record (``nt_`` + each: the same on non-tree arcs)."""
