@@ -296,3 +296,35 @@ def test_module_eval_estimator_and_options():
     torch.testing.assert_close(x.grad, y.grad)
     with pytest.raises(ValueError, match="`estimator` must be one of"):
         spigot.StructuredArgmax(tree, eval_estimator="hard")
+
+
+@pytest.mark.parametrize("kind", ["tree", "proj-tree"])
+@pytest.mark.parametrize("seed", range(5))
+def test_tree_spigot_moves_a_word_only_toward_heads_with_smaller_gradient(kind, seed):
+    """The facts docs/results.md uses to explain SPIGOT on trees (fixed eta): a word's column of
+    dL/ds is 0 when its head has the smallest dL/dz among its candidate heads, else nonzero
+    only on its head and on heads with a smaller dL/dz; a constant added to a column of dL/dz
+    changes nothing (the simplex projection ignores it)."""
+    s, lengths = inputs(kind, seed)
+    structure = STRUCTS[kind]
+    mask = structure.mask(s, lengths)
+    gen = torch.Generator().manual_seed(100 + seed)
+    g = torch.where(mask, torch.randn(s.shape, dtype=s.dtype, generator=gen), 0)
+    grad, z, _, _ = grad_of(kind, "spigot", g, eta=0.5, seed=seed)
+    shifted = g + torch.where(mask, torch.randn(3, 1, 6, dtype=s.dtype, generator=gen), 0)
+    grad_shifted, *_ = grad_of(kind, "spigot", shifted, eta=0.5, seed=seed)
+    torch.testing.assert_close(grad_shifted, grad)
+    moved = kept = 0
+    for b in range(3):
+        for i in range(1, int(lengths[b]) + 1):
+            heads = mask[b, :, i]
+            h = int(z[b, :, i].argmax())
+            col = grad[b, :, i]
+            smaller = heads & (g[b, :, i] < g[b, h, i])
+            if not smaller.any():
+                kept += 1
+                assert torch.equal(col, torch.zeros_like(col))
+            else:
+                moved += 1
+                assert col[h] > 0 and torch.all(col[~smaller & (torch.arange(6) != h)] == 0)
+    assert moved > 0 and kept > 0  # both cases occur
