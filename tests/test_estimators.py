@@ -328,3 +328,15 @@ def test_tree_spigot_moves_a_word_only_toward_heads_with_smaller_gradient(kind, 
                 moved += 1
                 assert col[h] > 0 and torch.all(col[~smaller & (torch.arange(6) != h)] == 0)
     assert moved > 0 and kept > 0  # both cases occur
+
+
+@pytest.mark.parametrize("kind", ["tree", "proj-tree"])
+def test_tree_marginals_gradient_has_no_per_word_constant(kind):
+    """Tree marginals ignore a constant added to a word's head scores, so the ``marginals``
+    estimator's dL/ds sums to 0 over each word's candidate heads (docs/results.md)."""
+    s, lengths = inputs(kind, seed=7)
+    g = torch.randn(s.shape, dtype=s.dtype, generator=torch.Generator().manual_seed(8))
+    grad, *_ = grad_of(kind, "marginals", g, seed=7)
+    sums = grad.sum(dim=-2)
+    torch.testing.assert_close(sums, torch.zeros_like(sums), atol=1e-12, rtol=0)
+    assert grad.abs().max() > 1e-3
