@@ -102,6 +102,39 @@ def test_default_eta_is_per_sentence_not_per_batch_or_row():
     assert not torch.allclose(grad, batch_eta * g)
 
 
+@pytest.mark.parametrize("max_step", [5 / 32, 0.3, 1.0])
+def test_max_step_shortens_the_step_to_that_length(max_step):
+    """eta = min(1, max_step / ||g||) per sentence: inside the polytope the gradient is g
+    shortened to length max_step (sentences whose g is shorter keep it whole)."""
+    tree = spigot.DependencyTree()
+    s, lengths = inputs("tree")
+    z = tree.argmax(s, lengths)
+    mask = tree.mask(s, lengths)
+    u = mask.double() / mask.double().sum(-2, keepdim=True).clamp(min=1)
+    direction = (z - u) * mask
+    norms = direction.pow(2).sum((-2, -1)).sqrt()
+    target = torch.tensor([0.1, 0.6, 20.0], dtype=torch.float64)  # short, middling, long
+    g = direction * (target / norms).view(3, 1, 1)
+    s.requires_grad_(True)
+    zz = spigot.structured_argmax(s, tree, lengths=lengths, max_step=max_step)
+    (zz * g).sum().backward()
+    length = s.grad.pow(2).sum((-2, -1)).sqrt()
+    torch.testing.assert_close(length, torch.clamp(target, max=max_step))
+    torch.testing.assert_close(s.grad, g * (length / target).view(3, 1, 1))
+    if max_step == 1.0:  # the default is the rule without the option
+        default, *_ = grad_of("tree", "spigot", g)
+        torch.testing.assert_close(default, s.grad)
+
+
+def test_max_step_errors():
+    s, lengths = inputs("tree")
+    for bad in (0.0, -1.0, float("nan"), "1"):
+        with pytest.raises(ValueError, match="max_step"):
+            spigot.structured_argmax(s, STRUCTS["tree"], lengths=lengths, max_step=bad)
+    with pytest.raises(ValueError, match="max_step. bounds the step of the rule eta=None"):
+        spigot.structured_argmax(s, STRUCTS["tree"], lengths=lengths, eta=0.5, max_step=0.2)
+
+
 @pytest.mark.parametrize("kind", list(STRUCTS))
 @pytest.mark.parametrize("eta", [None, 0.1])
 def test_loss_scale_applies_spigot_to_the_summed_loss(kind, eta):

@@ -181,6 +181,7 @@ def test_estimator_options_in_configs(cls, tmp_path):
         ("spigot", {"eta": 0.1}, "train.estimator_options.eta: set by train.eta"),
         ("ste", {"gamma": 0.1}, "train.estimator_options.gamma: set by train.eta"),
         ("spigot", {"polytope": "cube"}, "`polytope` must be one of relaxed, marginal"),
+        ("spigot", {"max_step": 0.5}, "train.estimator_options.max_step: set by train.max_step"),
         ("blackbox", {"lam": [1, 2]}, "train.estimator_options.lam must be a number"),
         ("blackbox", 3, "train.estimator_options must be a table"),
     ],
@@ -203,3 +204,23 @@ def test_runs_without_the_key_are_still_reused(tmp_path):
         Syn2SemConfig(), {"mode": "blackbox", "train.estimator_options.lam": 2.0}
     ).to_dict()
     assert not _same_config(changed, with_lam)
+
+
+def test_max_step_reaches_spigot_in_both_pipelines(sentences, sem_splits):
+    """train.max_step bounds SPIGOT's step: a tiny one sends a tiny gradient to the parser."""
+    full = total(syntax_grads(sentences, "spigot"))
+    tiny = total(syntax_grads(sentences, "spigot", **{"train.max_step": 1e-6}))
+    assert 0 < tiny < 1e-3 * full
+    full = total(parser_grads(sem_splits, "spigot"))
+    tiny = total(parser_grads(sem_splits, "spigot", **{"train.max_step": 1e-6}))
+    assert 0 < tiny < 1e-3 * full
+
+
+@pytest.mark.parametrize("cls", [Syn2SemConfig, Sem2SentConfig])
+def test_max_step_errors_name_the_key(cls):
+    with pytest.raises(ConfigError, match="train.max_step must be > 0"):
+        apply_overrides(cls(), {"train.max_step": 0.0})
+    with pytest.raises(ConfigError, match="bounds the step of SPIGOT's rule"):
+        apply_overrides(cls(), {"mode": "spigot", "train.eta": 0.1, "train.max_step": 0.5})
+    # other modes ignore it, so one config can serve a whole experiment
+    apply_overrides(cls(), {"mode": "ste", "train.eta": 0.1, "train.max_step": 0.5})

@@ -87,7 +87,7 @@ def test_failed_run_names_its_directory(tmp_path):
 
 def test_runs_written_before_new_keys_are_reused_at_their_legacy_values(tmp_path):
     """A finished run whose config.toml predates train.device/precision/accumulate/
-    checkpoint_every is reused when those keys now have the values that reproduce it, and
+    checkpoint_every/max_step is reused when those keys now have the values that reproduce it, and
     not otherwise; any other difference, or a key the old file has and the new config lacks,
     prevents reuse."""
     import json
@@ -102,14 +102,22 @@ def test_runs_written_before_new_keys_are_reused_at_their_legacy_values(tmp_path
     text = "\n".join(
         line
         for line in dump_toml(cfg).splitlines()
-        if not line.startswith(("device", "precision", "accumulate", "checkpoint_every"))
+        if not line.startswith(
+            ("device", "precision", "accumulate", "checkpoint_every", "max_step")
+        )
     )
     (tmp_path / "config.toml").write_text(text + "\n")
     (tmp_path / "results.json").write_text(json.dumps({"dev": {"lf": 0.5}}))
     assert reusable(tmp_path, cfg.to_dict()) == {"dev": {"lf": 0.5}}
     auto = apply_overrides(cfg, {"train.device": "auto"}).to_dict()
     assert (reusable(tmp_path, auto) is not None) == (not torch.cuda.is_available())
-    for change in ({"train.precision": "bf16"}, {"train.accumulate": 2}, {"train.lr": 0.5}):
+    changes = (
+        {"train.precision": "bf16"},
+        {"train.accumulate": 2},
+        {"train.lr": 0.5},
+        {"train.max_step": 0.15625},
+    )
+    for change in changes:
         assert reusable(tmp_path, apply_overrides(cfg, change).to_dict()) is None
     (tmp_path / "config.toml").write_text(text + '\nextra = "x"\n')
     assert reusable(tmp_path, cfg.to_dict()) is None
@@ -288,3 +296,28 @@ def test_time_left_times_each_run_by_the_finished_runs_of_its_mode(tmp_path):
     assert "no estimate for 1 run(s)" in text
     assert time_left(states[:3]) == ""  # nothing left
     assert time_left(states[3:]) == ""  # nothing finished
+
+
+def test_pretraining_is_shared_whatever_spigots_max_step(tmp_path):
+    """The pre-training job ignores train.max_step (it trains no estimator): its config keeps
+    the default, so parsers pre-trained before the key existed are reused; the runs keep it."""
+    from spigot.experiments.plan import ExperimentPlan
+    from spigot.experiments.runner import plan_jobs
+
+    cfg = apply_overrides(Sem2SentConfig(), {**TINY, "train.max_step": 0.15625})
+    from spigot.pipelines.sem2sent.config import MODES
+
+    plan = ExperimentPlan(("bilstm", "spigot"), (0,), {}, {}, valid_modes=MODES).validate()
+    jobs, runs = plan_jobs(
+        cfg,
+        plan,
+        tmp_path,
+        pretrain=True,
+        uses_pretraining=lambda mode: mode == "spigot",
+        init_key="train.init_parser",
+        init_file="parser.pt",
+    )
+    by_key = {key: cfg_dict for key, cfg_dict, _, _ in jobs}
+    assert by_key[("pretrain", 0)]["train"]["max_step"] == 1.0
+    assert by_key[("spigot", 0)]["train"]["max_step"] == 0.15625
+    assert runs == [("bilstm", 0), ("spigot", 0)]

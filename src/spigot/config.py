@@ -124,10 +124,15 @@ class LoopConfig:
             original per-sentence rule ``min(1, 1/||dL/dz||)``. ``ste``: a multiplier of the
             straight-through gradient, ``dL/ds := eta dL/dz`` (the forward pass is unchanged);
             0 = 1, plain straight-through. Other modes ignore it.
+        max_step: ``spigot`` with ``eta = 0``: the rule ``eta = min(1, max_step/||dL/dz||)``
+            per sentence, i.e. the step is ``dL/dz`` shortened to length ``max_step``. The
+            original code used 1 in its syntactic-then-semantic pipeline (pipeline 1) and 5/32
+            in its semantic-then-sentiment one (pipeline 2). Other modes ignore it.
         estimator_options: options of the mode's registered estimator, e.g. ``{ lam = 10.0 }``
             for ``blackbox``, ``{ samples = 5, sigma = 0.5 }`` for ``perturbed``,
             ``{ polytope = "marginal" }`` for ``spigot``; ``{}`` = its defaults. ``spigot``'s
-            ``eta`` and ``ste``'s ``gamma`` are ``eta``. On the command line:
+            ``eta`` and ``ste``'s ``gamma`` are ``eta``; ``spigot``'s ``max_step`` is
+            ``max_step``. On the command line:
             ``--set train.estimator_options.lam=10``.
         threads: torch and tree-kernel CPU threads (0 = torch's default; 1 is fastest for
             small models on a shared CPU).
@@ -153,6 +158,7 @@ class LoopConfig:
     lr: float = 1e-3
     clip: float = 1.0
     eta: float = 0.0
+    max_step: float = 1.0
     estimator_options: dict[str, Any] = field(default_factory=dict)
     threads: int = 1
     progress: bool = True
@@ -168,6 +174,12 @@ class LoopConfig:
             raise ConfigError(f"train.lr must be > 0, got {self.lr}")
         check_nonneg("train.clip", self.clip)
         check_nonneg("train.eta", self.eta)
+        check_positive("train.max_step", self.max_step)
+        if self.eta > 0 and self.max_step != 1.0 and mode == "spigot":
+            raise ConfigError(
+                f"train.max_step = {self.max_step} bounds the step of SPIGOT's rule (train.eta "
+                f"= 0); with train.eta = {self.eta} it would do nothing"
+            )
         check_estimator_options(mode, self.estimator_options, reserved)
         check_nonneg("train.threads", self.threads)
         check_choice("train.precision", self.precision, ("fp32", "bf16", "fp16"))

@@ -16,8 +16,10 @@ graphs: the diagonal, column 0 and padding), because the structures hand the est
 ``where(mask, scores, 0)``.
 
 ``P`` is the structure's polytope (its :meth:`~spigot.structures.Structure.project`); ``eta``
-is a float, or ``None`` for the rule of the original code, ``eta = min(1, 1 / ||g||_2)`` with
-the norm taken per structure (per sentence), over the parts a structure may contain.
+is a float, or ``None`` for the rule of the original code, ``eta = min(1, max_step / ||g||_2)``
+with the norm taken per structure (per sentence), over the parts a structure may contain: the
+step is ``g``, shortened to length ``max_step`` (default 1, as in the original's
+syntactic-then-semantic pipeline; its semantic-then-sentiment pipeline used 5/32).
 
 The rule is not invariant to the scale of the loss. The original code trained on each
 sentence's summed loss; a loss averaged over the words of a batch gives a gradient ``c`` times
@@ -154,8 +156,14 @@ def _spigot(
     eta: float | None,
     loss_scale: float,
     polytope: str,
+    max_step: float,
 ) -> Tensor:
-    return _SpigotArgmax.apply(s, structure, prepared, eta, loss_scale, polytope)
+    if eta is not None and max_step != 1.0:
+        raise ValueError(
+            "`max_step` bounds the step of the rule eta=None (eta = min(1, max_step/||g||)); "
+            f"with a fixed eta={eta} it would do nothing"
+        )
+    return _SpigotArgmax.apply(s, structure, prepared, eta, loss_scale, polytope, max_step)
 
 
 def _marginals(s: Tensor, structure: Structure, prepared: Any) -> Tensor:
@@ -176,6 +184,7 @@ register_estimator(
         "eta": (None, check_positive_or_none),
         "loss_scale": (1.0, check_positive),
         "polytope": ("relaxed", lambda k, v: _choice("relaxed", "marginal")(k, v)),
+        "max_step": (1.0, check_positive),
     },
     summary="argmax; backward z - proj(z - eta * dL/dz) (Peng et al. 2018)",
 )

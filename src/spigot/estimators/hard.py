@@ -17,8 +17,13 @@ from torch import Tensor
 from spigot.structures.base import Structure
 
 
-def spigot_step_size(g: Tensor, event_dim: int, mask: Tensor | None = None) -> Tensor:
-    """``eta = min(1, 1 / ||g||_2)`` per structure (over the last ``event_dim`` dimensions).
+def spigot_step_size(
+    g: Tensor, event_dim: int, mask: Tensor | None = None, max_step: float = 1.0
+) -> Tensor:
+    """``eta = min(1, max_step / ||g||_2)`` per structure (over the last ``event_dim``
+    dimensions): the step ``eta g`` is ``g`` itself, shortened to length ``max_step`` when it
+    is longer. The original code used ``max_step = 1`` in its syntactic-then-semantic pipeline
+    and ``5/32`` in its semantic-then-sentiment one.
 
     A structure with ``g = 0`` gets ``eta = 1`` (its update is zero anyway). Entries outside
     ``mask`` do not count. Returns a tensor broadcastable to ``g``.
@@ -31,7 +36,8 @@ def spigot_step_size(g: Tensor, event_dim: int, mask: Tensor | None = None) -> T
     a = g.abs().amax(dim=dims, keepdim=True)
     a = torch.where(a > 0, a, one)
     norm = a * (g / a).pow(2).sum(dim=dims, keepdim=True).sqrt()
-    return torch.where(norm > 1, 1 / torch.where(norm > 1, norm, one), one)
+    long = norm > max_step
+    return torch.where(long, max_step / torch.where(long, norm, one), one)
 
 
 class _HardArgmax(torch.autograd.Function):
@@ -92,6 +98,7 @@ class _SpigotArgmax(torch.autograd.Function):
         eta: float | None,
         scale: float,
         polytope: str = "relaxed",
+        max_step: float = 1.0,
     ) -> Tensor:
         return structure._argmax(scores.detach(), prepared)
 
@@ -99,6 +106,7 @@ class _SpigotArgmax(torch.autograd.Function):
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
         _, structure, prepared, eta, scale, *rest = inputs
         ctx.polytope = rest[0] if rest else "relaxed"
+        ctx.max_step = rest[1] if len(rest) > 1 else 1.0
         ctx.save_for_backward(output)
         ctx.structure = structure
         ctx.prepared = prepared
@@ -117,7 +125,7 @@ class _SpigotArgmax(torch.autograd.Function):
         if ctx.scale != 1.0:  # SPIGOT on the gradient of the summed loss (module doc)
             g = g * ctx.scale
         if ctx.eta is None:
-            eta: Tensor | float = spigot_step_size(g, structure.event_dim, mask)
+            eta: Tensor | float = spigot_step_size(g, structure.event_dim, mask, ctx.max_step)
         else:
             eta = ctx.eta
         with torch.no_grad():
@@ -130,4 +138,4 @@ class _SpigotArgmax(torch.autograd.Function):
             grad = zw - proj
             if ctx.scale != 1.0:
                 grad = grad / ctx.scale
-        return grad.to(z.dtype), None, None, None, None, None
+        return grad.to(z.dtype), None, None, None, None, None, None

@@ -363,7 +363,7 @@ def plan_jobs(
 
     With ``pretrain``, each seed of the modes for which ``uses_pretraining(mode)`` first gets
     a pre-training job in ``OUT/pretrain/seed<seed>/`` (the config in mode ``pipeline`` with
-    ``train.epochs = 0``); every run of such a mode then waits for it and starts from its
+    ``train.epochs = 0`` and ``train.max_step = 1``, which it does not use); every run of such a mode then waits for it and starts from its
     ``init_file`` through the config key ``init_key`` (with ``train.pretrain_epochs = 0``).
     Each variant of ``plan`` (an :class:`~spigot.experiments.plan.ExperimentPlan`) runs its
     seeds in ``OUT/<variant dir>/seed<seed>/``.
@@ -378,7 +378,10 @@ def plan_jobs(
     pre_seeds = sorted({s for m in plan.modes if uses_pretraining(m) for s in plan.seeds_of(m)})
     if pretrain:
         for seed in pre_seeds:
-            cfg = apply_overrides(config, {"mode": "pipeline", "seed": seed, "train.epochs": 0})
+            # pre-training trains no estimator: SPIGOT's train.max_step stays at its default,
+            # so that the pre-trained parsers are shared whatever the modes' step
+            pre = {"mode": "pipeline", "seed": seed, "train.epochs": 0, "train.max_step": 1.0}
+            cfg = apply_overrides(config, pre)
             jobs.append(
                 (("pretrain", seed), cfg.to_dict(), str(out / "pretrain" / f"seed{seed}"), None)
             )

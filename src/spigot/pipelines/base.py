@@ -184,9 +184,11 @@ LEGACY_VALUES: dict[str, tuple[Any, ...]] = {
     "train.precision": ("fp32",),
     "train.accumulate": (1,),
     "train.checkpoint_every": ("0",),
+    "train.max_step": (1.0,),
 }
 """Keys added to the configs after runs were written, with the values that reproduce what
-those runs did (CPU, float32, one batch per step; checkpoint_every never changes results). A
+those runs did (CPU, float32, one batch per step, SPIGOT's step rule with length 1;
+checkpoint_every never changes results). A
 run whose ``config.toml`` (or ``last.pt``) lacks such a key counts as run with the key's value
 now if that value is one of these (``"auto"`` only where CUDA is unavailable, so that it means
 the CPU). Keys added with an empty table as default (``train.estimator_options``) need no

@@ -37,7 +37,11 @@ def _modes() -> tuple[str, ...]:
 
 RESERVED_OPTIONS = {
     "ste": {"gamma": "train.eta"},
-    "spigot": {"eta": "train.eta", "loss_scale": "the batch size (fixed)"},
+    "spigot": {
+        "eta": "train.eta",
+        "loss_scale": "the batch size (fixed)",
+        "max_step": "train.max_step",
+    },
 }
 """Estimator options that pipeline 2 sets itself, not from ``train.estimator_options``."""
 

@@ -88,6 +88,7 @@ class Sem2Sent(nn.Module):
         m, t = config.model, config.train
         self.mode = config.mode
         self.eta = t.eta if t.eta > 0 else None
+        self.max_step = t.max_step
         self.estimator_options = dict(t.estimator_options)
         word_dim = pretrained.shape[1] if pretrained is not None else m.word_dim
         self.n_roles = n_labels - 1
@@ -186,6 +187,7 @@ class Sem2Sent(nn.Module):
                 lengths=lengths,
                 eta=self.eta,
                 loss_scale=float(len(lengths)),
+                max_step=self.max_step,
                 **self.estimator_options,
             )
         if self.mode in ESTIMATORS and self.mode not in ("pipeline", "joint") and grad:

@@ -61,7 +61,11 @@ def _modes() -> tuple[str, ...]:
 
 RESERVED_OPTIONS = {
     "ste": {"gamma": "train.eta"},
-    "spigot": {"eta": "train.eta", "loss_scale": "train.eta_scale"},
+    "spigot": {
+        "eta": "train.eta",
+        "loss_scale": "train.eta_scale",
+        "max_step": "train.max_step",
+    },
 }
 """Estimator options that pipeline 1 sets from its own keys, not ``train.estimator_options``."""
 

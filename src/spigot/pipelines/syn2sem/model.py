@@ -75,6 +75,7 @@ class Syn2Sem(nn.Module):
         m = config.model
         self.mode = config.mode
         self.eta = config.train.eta if config.train.eta > 0 else None
+        self.max_step = config.train.max_step
         self.eta_scale = config.train.eta_scale
         self.estimator_options = dict(config.train.estimator_options)
         word_dim = int(pretrained.shape[1]) if pretrained is not None else m.word_dim
@@ -167,6 +168,7 @@ class Syn2Sem(nn.Module):
                 lengths=lengths,
                 eta=self.eta,
                 loss_scale=scale,
+                max_step=self.max_step,
                 **self.estimator_options,
             )
         generic = self.mode in ESTIMATORS and self.mode != "pipeline"
