@@ -82,17 +82,24 @@ def test_spigot_gradient_is_z_minus_projection(kind, eta):
     torch.testing.assert_close(grad, z - proj)
 
 
-def test_default_eta_is_per_sentence_not_per_batch_or_row():
+def toward_the_centre(lengths_of_g: list[float]) -> torch.Tensor:
+    """``g [3, 6, 6]`` along ``z - u`` (the argmax tree minus the uniform point of each word's
+    simplex) with per-sentence norms ``lengths_of_g``: steps ``-eta g`` of length up to
+    ``||z - u||`` stay inside the polytope, where SPIGOT's gradient is ``eta g`` itself."""
     tree = spigot.DependencyTree()
     s, lengths = inputs("tree")
     z = tree.argmax(s, lengths)
     mask = tree.mask(s, lengths)
     u = mask.double() / mask.double().sum(-2, keepdim=True).clamp(min=1)
     direction = (z - u) * mask
-    # sentence 0: ||g|| = 0.5 (eta = 1); sentence 1: ||g|| = 10 (eta = 0.1); sentence 2: 4 (0.25)
     norms = direction.pow(2).sum((-2, -1)).sqrt()
-    target = torch.tensor([0.5, 10.0, 4.0], dtype=torch.float64)
-    g = direction * (target / norms).view(3, 1, 1)
+    target = torch.tensor(lengths_of_g, dtype=torch.float64)
+    return direction * (target / norms).view(3, 1, 1)
+
+
+def test_default_eta_is_per_sentence_not_per_batch_or_row():
+    # sentence 0: ||g|| = 0.5 (eta = 1); sentence 1: ||g|| = 10 (eta = 0.1); sentence 2: 4 (0.25)
+    g = toward_the_centre([0.5, 10.0, 4.0])
     grad, *_ = grad_of("tree", "spigot", g)
     expected_eta = torch.tensor([1.0, 0.1, 0.25], dtype=torch.float64)
     # inside the polytope for these steps: grad = eta_b * g_b
@@ -106,17 +113,11 @@ def test_default_eta_is_per_sentence_not_per_batch_or_row():
 def test_max_step_shortens_the_step_to_that_length(max_step):
     """eta = min(1, max_step / ||g||) per sentence: inside the polytope the gradient is g
     shortened to length max_step (sentences whose g is shorter keep it whole)."""
-    tree = spigot.DependencyTree()
-    s, lengths = inputs("tree")
-    z = tree.argmax(s, lengths)
-    mask = tree.mask(s, lengths)
-    u = mask.double() / mask.double().sum(-2, keepdim=True).clamp(min=1)
-    direction = (z - u) * mask
-    norms = direction.pow(2).sum((-2, -1)).sqrt()
     target = torch.tensor([0.1, 0.6, 20.0], dtype=torch.float64)  # short, middling, long
-    g = direction * (target / norms).view(3, 1, 1)
+    g = toward_the_centre(target.tolist())
+    s, lengths = inputs("tree")
     s.requires_grad_(True)
-    zz = spigot.structured_argmax(s, tree, lengths=lengths, max_step=max_step)
+    zz = spigot.structured_argmax(s, STRUCTS["tree"], lengths=lengths, max_step=max_step)
     (zz * g).sum().backward()
     length = s.grad.pow(2).sum((-2, -1)).sqrt()
     torch.testing.assert_close(length, torch.clamp(target, max=max_step))
