@@ -121,7 +121,7 @@ class LoopConfig:
         clip: gradient clipping (max global L2 norm; 0 = none).
         eta: the step size of the two hard estimators that pass a gradient, so that one dev
             grid tunes both. ``spigot``: the step of ``z - proj(z - eta dL/dz)``; 0 = the
-            original per-sentence rule ``min(1, 1/||dL/dz||)``. ``ste``: a multiplier of the
+            original per-sentence rule ``min(1, max_step/||dL/dz||)``. ``ste``: a multiplier of the
             straight-through gradient, ``dL/ds := eta dL/dz`` (the forward pass is unchanged);
             0 = 1, plain straight-through. Other modes ignore it.
         max_step: ``spigot`` with ``eta = 0``: the rule ``eta = min(1, max_step/||dL/dz||)``

@@ -7,9 +7,10 @@ destroys the pre-trained syntactic parser (the STE diagnosis of docs/results.md)
 
 Every mode starts from the seed's pre-trained parser (``<experiment>/pretrain/seed<seed>``)
 with the resolved config of its run in the experiment (:func:`mode_config`), so with the same
-data, model, batches and optimizer as the run. It trains ``--steps`` optimizer
-steps of the joint stage (at most the first epoch: PropBank's has 395) with the library's :class:`~spigot.training.Trainer` and, every
-``--every`` steps, logs over the steps since the last record:
+data, model, batches and optimizer as the run. It trains ``--steps`` optimizer steps of the
+joint stage (at most the first epoch: PropBank's has 395) with the library's
+:class:`~spigot.training.Trainer` and, every ``--every`` steps, logs over the steps since the
+last record:
 
 * ``sem`` and ``syn``: the mean per-sentence norm of the gradient that reaches the syntactic
   arc scores from the semantic loss (through the tree and the estimator) and from the

@@ -346,7 +346,7 @@ def structured_argmax(
             valid parts (recommended with the hard estimators: see :func:`normalize_scores`);
             a float divides them by that temperature.
         **options: the estimator's options, e.g. ``eta`` and ``loss_scale`` for ``"spigot"``
-            (``eta``: step size, ``None`` = ``min(1, 1/||dL/dz||)`` per structure;
+            (``eta``: step size, ``None`` = ``min(1, max_step/||dL/dz||)`` per structure;
             ``loss_scale``: ``c`` when the loss is a sum divided by ``c``, see the module doc),
             ``gamma`` for ``"ste"``. Unknown options raise ``ValueError`` listing the valid ones.
 

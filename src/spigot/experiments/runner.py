@@ -363,8 +363,9 @@ def plan_jobs(
 
     With ``pretrain``, each seed of the modes for which ``uses_pretraining(mode)`` first gets
     a pre-training job in ``OUT/pretrain/seed<seed>/`` (the config in mode ``pipeline`` with
-    ``train.epochs = 0`` and ``train.max_step = 1``, which it does not use); every run of such a mode then waits for it and starts from its
-    ``init_file`` through the config key ``init_key`` (with ``train.pretrain_epochs = 0``).
+    ``train.epochs = 0`` and ``train.max_step = 1``, which it does not use); every run of such
+    a mode then waits for it and starts from its ``init_file`` through the config key
+    ``init_key`` (with ``train.pretrain_epochs = 0``).
     Each variant of ``plan`` (an :class:`~spigot.experiments.plan.ExperimentPlan`) runs its
     seeds in ``OUT/<variant dir>/seed<seed>/``.
 
