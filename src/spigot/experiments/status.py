@@ -19,12 +19,16 @@ def run_state(run_dir: Path, cfg_dict: dict[str, Any]) -> tuple[str, str]:
     of ``"done"`` (reused), ``"running"`` (a process is training it now), ``"resumes"``,
     ``"restarts"`` (its last.pt or finished run has other settings: trained again), ``"to
     do"``."""
+    done = reusable(run_dir, cfg_dict)
+    return ("done", "") if done is not None else _unfinished_state(run_dir, cfg_dict)
+
+
+def _unfinished_state(run_dir: Path, cfg_dict: dict[str, Any]) -> tuple[str, str]:
+    """:func:`run_state` of a run that :func:`reusable` does not reuse."""
     from spigot.config import tomllib
     from spigot.pipelines.run import RunDirectoryBusy, check_not_busy
     from spigot.training import load_checkpoint
 
-    if reusable(run_dir, cfg_dict) is not None:
-        return "done", ""
     epochs = epochs_logged(run_dir)
     if run_dir.is_dir():
         try:
@@ -60,9 +64,12 @@ def status(jobs_plan: Sequence[Job], expected: dict[tuple[str, int], int], jobs:
     states: list[tuple[Job, str, dict[str, Any] | None]] = []
     for job in jobs_plan:
         key, cfg_dict, run_dir, _ = job
-        state, detail = run_state(Path(run_dir), cfg_dict)
+        done = reusable(Path(run_dir), cfg_dict)  # read once: the state and the time left
+        if done is not None:
+            state, detail = "done", ""
+        else:
+            state, detail = _unfinished_state(Path(run_dir), cfg_dict)
         counts[state] = counts.get(state, 0) + 1
-        done = reusable(Path(run_dir), cfg_dict) if state == "done" else None
         states.append((job, state, done))
         lines.append(f"| {key[0]}/seed{key[1]} | {state} | {detail} | {expected[key]} |")
     order = ("done", "running", "resumes", "restarts", "to do")

@@ -186,13 +186,12 @@ LEGACY_VALUES: dict[str, tuple[Any, ...]] = {
     "train.checkpoint_every": ("0",),
     "train.max_step": (1.0,),
 }
-"""Keys added to the configs after runs were written, with the values that reproduce what
-those runs did (CPU, float32, one batch per step, SPIGOT's step rule with length 1;
-checkpoint_every never changes results). A
-run whose ``config.toml`` (or ``last.pt``) lacks such a key counts as run with the key's value
-now if that value is one of these (``"auto"`` only where CUDA is unavailable, so that it means
-the CPU). Keys added with an empty table as default (``train.estimator_options``) need no
-entry: an empty table has no keys to differ."""
+"""Keys added to the configs after runs were written, with the values that reproduce what those
+runs did (CPU, float32, one batch per step, SPIGOT's step rule with length 1; checkpoint_every
+never changes results). A run whose ``config.toml`` (or ``last.pt``) lacks such a key counts as
+run with the key's value now if that value is one of these (``"auto"`` only where CUDA is
+unavailable, so that it means the CPU). Keys added with an empty table as default
+(``train.estimator_options``) need no entry: an empty table has no keys to differ."""
 
 
 def config_differences(
