@@ -24,6 +24,7 @@ import torch
 import spigot
 
 sys.path.insert(0, str(Path(__file__).parent))
+import _peer_torch_struct  # noqa: E402
 import peers  # noqa: E402
 
 
@@ -63,7 +64,7 @@ def torch_struct_fns(projective: bool, s: torch.Tensor, g: torch.Tensor):
         x = s.detach().clone().requires_grad_(True)
         pot = peers.to_torch_struct(x)
         if projective:  # the wrapper detaches its result: call the distribution directly
-            dist = peers._ts.DependencyCRF(pot, lengths=lengths, multiroot=False)
+            dist = _peer_torch_struct._ts.DependencyCRF(pot, lengths=lengths, multiroot=False)
             mu = dist.marginals
         else:
             mu = marg(pot, lengths, True)

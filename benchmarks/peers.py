@@ -13,60 +13,59 @@ native convention; not timed), ``run`` (the peer call that the benchmark times, 
 prepared arguments) and ``finish`` (convert the peer's native output back to spigot's
 convention; not timed).  ``Impl.__call__`` chains the three.
 
-Peers and their conventions
----------------------------
-torch-struct 0.5 (``torch_struct``)
-    ``log_potentials[b, h, m]`` over the *words only* (``[B, n, n]``, 0-based word
-    indices), head first, with the root arc ``root -> m`` stored on the diagonal
-    ``[b, m, m]``; ``lengths`` = number of words.  ``DependencyCRF(..., multiroot=...)``:
-    projective (Eisner) argmax / marginals / partition.  ``NonProjectiveDependencyCRF``:
-    matrix-tree marginals (closed form through a matrix inverse, float32, adds eps=1e-5 to
-    every exponentiated potential); it has no argmax (Chu-Liu-Edmonds is "not implemented").
-    ``DependencyCRF`` stores ``multiroot`` as a *class* attribute of ``DepTree``, so the
-    wrappers compute right after constructing it.
-    Fails on current torch (torch-struct issue #104): ``DepTree._check_potentials`` fills a
-    view of a leaf tensor that requires grad in place.  :func:`patch_torch_struct` replaces
-    that method at run time (the installed files are not touched) with one that does the
-    same fills under ``torch.no_grad()`` when, and only when, the tensor is such a leaf.
-
-SuPar 1.1.4 (``supar.structs``)
-    ``s_arc[b, m, h]``: modifier first, head last, ``[B, n+1, n+1]`` with index 0 the root;
-    ``lens`` = number of words (the mask is derived from it, position 0 excluded).
-    ``DependencyCRF(s_arc, lens, multiroot=...)``: projective; argmax via the max-semiring
-    backward, marginals / log-partition via the inside algorithm and autograd.
-    ``MatrixTree(s_arc, lens, multiroot=...)``: matrix-tree theorem (in float64 internally).
-    ``supar.structs.fn.mst(s_arc, mask, multiroot=False)``: Chu-Liu-Edmonds in Python on
-    torch tensors, one sentence at a time; for single root it re-runs CLE with each root
-    child of the unconstrained tree as the only allowed root child.  ``mst`` overwrites
-    parts of its input, so the wrapper hands it a copy (made in ``prepare``).
-    ``import supar`` needs nltk, dill and tqdm (light, pure Python) at import time.  If that
-    import fails, :func:`import_supar_structs` loads only ``supar.structs`` by registering
-    skeleton package modules for ``supar`` and ``supar.utils`` (their ``__path__`` only, in
-    this process) so that their ``__init__`` files, which pull in the parsers and nltk, are
-    not executed.
-
-networkx 3.x
-    ``maximum_spanning_arborescence`` on a ``DiGraph`` with an edge ``h -> m`` of weight
-    ``scores[b, h, m]`` (no edge into the root, so node 0 must be the root).  Single root is
-    obtained with the root-penalty trick: every root arc is lowered by a constant larger than
-    the spread of any two trees' scores, so the best arborescence has exactly one root arc and
-    is, among those, the best one; the penalty is added back when scoring.  One sentence at
-    a time, Python floats (float64).
+Peers
+-----
+One module beside this file wraps each peer and describes its convention:
+``_peer_torch_struct.py`` (torch-struct 0.5), ``_peer_supar.py`` (SuPar 1.1.4) and
+``_peer_networkx.py`` (networkx 3.x).  This module tells which peers are installed
+(``peer_status``), builds each operation's ``Impl`` from them (``peer_impl``, ``spigot_impl``)
+and holds the checks of tree outputs shared by the benchmark and the tests; the peers'
+functions can be reached from here too (``peers.to_torch_struct``, ...).
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import importlib.util
 import os
 import sys
-import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+# The peer modules live beside this file, which the tests load by its path.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+# The names imported ``as`` themselves are not used here: they keep every wrapper reachable as
+# ``peers.<name>``.
+from _peer_networkx import _load_networkx, nx_cle, nx_heads_to_arcs, nx_prepare  # noqa: E402
+from _peer_supar import (  # noqa: E402
+    _load_supar,
+    from_supar,
+    heads_to_arcs,
+    supar_cle,
+    supar_mask,
+    supar_mtt_marginals,
+    supar_projective_argmax,
+    supar_projective_log_partition,
+    to_supar,
+)
+from _peer_supar import import_supar_structs as import_supar_structs  # noqa: E402
+from _peer_supar import supar_mtt_log_partition as supar_mtt_log_partition  # noqa: E402
+from _peer_supar import supar_projective_marginals as supar_projective_marginals  # noqa: E402
+from _peer_torch_struct import (  # noqa: E402
+    _load_torch_struct,
+    from_torch_struct,
+    to_torch_struct,
+    ts_mtt_marginals,
+    ts_projective_argmax,
+    ts_projective_log_partition,
+)
+from _peer_torch_struct import patch_torch_struct as patch_torch_struct  # noqa: E402
+from _peer_torch_struct import ts_mtt_log_partition as ts_mtt_log_partition  # noqa: E402
+from _peer_torch_struct import ts_projective_marginals as ts_projective_marginals  # noqa: E402
 
 # ---------------------------------------------------------------------------------------
 # Availability
@@ -110,254 +109,6 @@ def peer_status(name: str) -> PeerStatus:
 
 _DIST = {"torch-struct": "torch-struct", "supar": "supar", "networkx": "networkx"}
 PEERS = ("torch-struct", "supar", "networkx")
-
-# ---------------------------------------------------------------------------------------
-# torch-struct
-
-_ts: Any = None
-
-
-def patch_torch_struct() -> None:
-    """Work around torch-struct issue #104 on torch >= 1.x (at run time, in this process).
-
-    ``DepTree._check_potentials`` marks the converted potentials as requiring grad
-    (``_get_dimension`` calls ``requires_grad_(True)``) and then writes the semiring zero
-    into the padding rows/columns of a view of that tensor.  When that tensor is a leaf
-    (i.e. the caller's scores did not require grad), current torch refuses the in-place fill.
-    The replacement below is the same code; only the fills are run under ``torch.no_grad()``
-    in that leaf case, so the values are identical.  (In the non-leaf case the fills stay
-    recorded by autograd as before.)  The gradient of the padding entries is
-    exp(-1e5 - ...) == 0 either way.
-    """
-    import torch_struct.deptree as deptree
-
-    if getattr(deptree.DepTree._check_potentials, "_spigot_patched", False):
-        return
-
-    def _check_potentials(self, arc_scores, lengths=None):
-        semiring = self.semiring
-        batch, N, N2, *_ = self._get_dimension(arc_scores)
-        assert N == N2, "Non-square potentials"
-        if lengths is None:
-            lengths = torch.LongTensor([N - 1] * batch).to(arc_scores.device)
-        assert max(lengths) <= N, "Length longer than N"
-        leaf = arc_scores.is_leaf and arc_scores.requires_grad
-        arc_scores = semiring.convert(arc_scores)
-        ctx = torch.no_grad() if leaf else contextlib.nullcontext()
-        with ctx:
-            for b in range(batch):
-                semiring.zero_(arc_scores[:, b, lengths[b] + 1 :, :])
-                semiring.zero_(arc_scores[:, b, :, lengths[b] + 1 :])
-        return arc_scores, batch, N, lengths
-
-    _check_potentials._spigot_patched = True  # type: ignore[attr-defined]
-    deptree.DepTree._check_potentials = _check_potentials
-
-
-def _load_torch_struct() -> str:
-    global _ts
-    import torch_struct
-
-    _ts = torch_struct
-    patch_torch_struct()
-    return "DepTree._check_potentials patched at run time (issue #104)"
-
-
-def to_torch_struct(scores: torch.Tensor) -> torch.Tensor:
-    """spigot [B, n+1, n+1] (h, m) -> torch-struct [B, n, n] (h, m), root arcs on diagonal."""
-    pot = scores[:, 1:, 1:].clone()
-    pot.diagonal(dim1=1, dim2=2).copy_(scores[:, 0, 1:])
-    return pot
-
-
-def from_torch_struct(parts: torch.Tensor) -> torch.Tensor:
-    """torch-struct [B, n, n] (root on the diagonal) -> spigot [B, n+1, n+1]."""
-    B, n, _ = parts.shape
-    out = parts.new_zeros(B, n + 1, n + 1)
-    out[:, 1:, 1:] = parts
-    out[:, 1:, 1:].diagonal(dim1=1, dim2=2).zero_()
-    out[:, 0, 1:] = parts.diagonal(dim1=1, dim2=2)
-    return out
-
-
-def ts_projective_argmax(pot: torch.Tensor, lengths: torch.Tensor, single_root: bool):
-    dist = _ts.DependencyCRF(pot, lengths=lengths, multiroot=not single_root)
-    return dist.argmax.detach()
-
-
-def ts_projective_marginals(pot: torch.Tensor, lengths: torch.Tensor, single_root: bool):
-    dist = _ts.DependencyCRF(pot, lengths=lengths, multiroot=not single_root)
-    return dist.marginals.detach()
-
-
-def ts_projective_log_partition(pot: torch.Tensor, lengths: torch.Tensor, single_root: bool):
-    dist = _ts.DependencyCRF(pot, lengths=lengths, multiroot=not single_root)
-    return dist.partition
-
-
-def ts_mtt_marginals(pot: torch.Tensor, lengths: torch.Tensor, single_root: bool):
-    dist = _ts.NonProjectiveDependencyCRF(pot, lengths=lengths, multiroot=not single_root)
-    return dist.marginals
-
-
-def ts_mtt_log_partition(pot: torch.Tensor, lengths: torch.Tensor, single_root: bool):
-    dist = _ts.NonProjectiveDependencyCRF(pot, lengths=lengths, multiroot=not single_root)
-    return dist.partition
-
-
-# ---------------------------------------------------------------------------------------
-# SuPar
-
-_supar_structs: Any = None
-_supar_mst: Any = None
-
-
-def import_supar_structs() -> tuple[Any, Any, str]:
-    """Import ``supar.structs`` (and ``supar.structs.fn.mst``).
-
-    Tries the normal ``import supar`` first.  If the package's ``__init__`` cannot be
-    imported (it imports every parser and nltk / dill), fall back to skeleton package
-    modules for ``supar`` and ``supar.utils`` that only carry ``__path__``, so that
-    ``supar.structs``, ``supar.utils.fn`` and ``supar.utils.common`` (which need only torch)
-    can be imported from the installed files.  The skeletons live in this process only.
-    """
-    note = ""
-    try:
-        importlib.import_module("supar")
-    except ImportError as exc:
-        spec = importlib.util.find_spec("supar")
-        if spec is None or not spec.submodule_search_locations:
-            raise
-        for mod in [m for m in sys.modules if m == "supar" or m.startswith("supar.")]:
-            del sys.modules[mod]
-        root = list(spec.submodule_search_locations)[0]
-        for name, path in (("supar", root), ("supar.utils", os.path.join(root, "utils"))):
-            skeleton = types.ModuleType(name)
-            skeleton.__path__ = [path]  # type: ignore[attr-defined]
-            skeleton.__package__ = name
-            sys.modules[name] = skeleton
-        sys.modules["supar"].utils = sys.modules["supar.utils"]  # type: ignore[attr-defined]
-        note = f"`import supar` failed ({exc}); loaded supar.structs via skeleton packages"
-    structs = importlib.import_module("supar.structs")
-    fn = importlib.import_module("supar.structs.fn")
-    return structs, fn.mst, note
-
-
-def _load_supar() -> str:
-    global _supar_structs, _supar_mst
-    _supar_structs, _supar_mst, note = import_supar_structs()
-    return note
-
-
-def to_supar(scores: torch.Tensor) -> torch.Tensor:
-    """spigot [B, n+1, n+1] (h, m) -> SuPar [B, n+1, n+1] (m, h), contiguous copy."""
-    return scores.transpose(1, 2).contiguous()
-
-
-def from_supar(s: torch.Tensor) -> torch.Tensor:
-    """SuPar (m, h) matrix -> spigot (h, m)."""
-    return s.transpose(1, 2).contiguous()
-
-
-def heads_to_arcs(heads: torch.Tensor, lengths: torch.Tensor, like: torch.Tensor):
-    """heads [B, n+1] (heads[b, m] = head of word m; position 0 unused) -> 0/1 [B, n+1, n+1]."""
-    B, N = heads.shape
-    out = torch.zeros(B, N, N, dtype=like.dtype, device=like.device)
-    m = torch.arange(N, device=heads.device)
-    valid = (m[None, :] >= 1) & (m[None, :] <= lengths[:, None])
-    b_idx, m_idx = valid.nonzero(as_tuple=True)
-    out[b_idx, heads[b_idx, m_idx].long(), m_idx] = 1
-    return out
-
-
-def supar_projective_argmax(s: torch.Tensor, lengths: torch.Tensor, single_root: bool):
-    dist = _supar_structs.DependencyCRF(s, lengths, multiroot=not single_root)
-    return dist.argmax
-
-
-def supar_projective_log_partition(s: torch.Tensor, lengths: torch.Tensor, single_root: bool):
-    return _supar_structs.DependencyCRF(s, lengths, multiroot=not single_root).log_partition
-
-
-def supar_projective_marginals(s: torch.Tensor, lengths: torch.Tensor, single_root: bool):
-    return _supar_structs.DependencyCRF(s, lengths, multiroot=not single_root).marginals
-
-
-def supar_mtt_marginals(s: torch.Tensor, lengths: torch.Tensor, single_root: bool):
-    return _supar_structs.MatrixTree(s, lengths, multiroot=not single_root).marginals
-
-
-def supar_mtt_log_partition(s: torch.Tensor, lengths: torch.Tensor, single_root: bool):
-    return _supar_structs.MatrixTree(s, lengths, multiroot=not single_root).log_partition
-
-
-def supar_mask(lengths: torch.Tensor, N: int) -> torch.Tensor:
-    """SuPar's word mask [B, N]: True at 1..len (position 0, the root, is False)."""
-    pos = torch.arange(N, device=lengths.device)
-    return (pos[None, :] >= 1) & (pos[None, :] <= lengths[:, None])
-
-
-def supar_cle(s: torch.Tensor, mask: torch.Tensor, single_root: bool):
-    with torch.no_grad():
-        return _supar_mst(s, mask, multiroot=not single_root)
-
-
-# ---------------------------------------------------------------------------------------
-# networkx
-
-_nx: Any = None
-
-
-def _load_networkx() -> str:
-    global _nx
-    import networkx
-
-    if int(networkx.__version__.split(".")[0]) < 3:
-        raise ImportError(f"networkx>=3 needed, found {networkx.__version__}")
-    _nx = networkx
-    return ""
-
-
-def nx_prepare(scores: torch.Tensor, lengths: torch.Tensor):
-    """One float64 numpy matrix (h, m) per sentence, cut to its length."""
-    s = scores.detach().double().cpu().numpy()
-    return [s[b, : L + 1, : L + 1] for b, L in enumerate(lengths.tolist())]
-
-
-def nx_cle(mats, single_root: bool = True) -> list[list[int]]:
-    """Chu-Liu-Edmonds with networkx, sentence by sentence; returns head lists (index 0 = -1)."""
-    from networkx.algorithms.tree.branchings import maximum_spanning_arborescence
-
-    results = []
-    for s in mats:
-        N = s.shape[0]
-        penalty = 0.0
-        if single_root:
-            # any two trees differ by at most N * (max - min); one root arc fewer wins.
-            penalty = float(N * (s.max() - s.min()) + 1.0)
-        g = _nx.DiGraph()
-        g.add_nodes_from(range(N))
-        rows = s.tolist()
-        g.add_weighted_edges_from(
-            (h, m, rows[h][m] - (penalty if h == 0 else 0.0))
-            for h in range(N)
-            for m in range(1, N)
-            if h != m
-        )
-        t = maximum_spanning_arborescence(g, attr="weight")
-        heads = [-1] * N
-        for h, m in t.edges():
-            heads[m] = h
-        results.append(heads)
-    return results
-
-
-def nx_heads_to_arcs(heads: list[list[int]], like: torch.Tensor) -> torch.Tensor:
-    out = torch.zeros_like(like)
-    for b, hs in enumerate(heads):
-        for m in range(1, len(hs)):
-            out[b, hs[m], m] = 1
-    return out
 
 
 # ---------------------------------------------------------------------------------------
