@@ -60,8 +60,24 @@ def test_tables(analyze, runs):
         "5.0 ± 0.0 / 90.0 ± 0.0 | 6.0 ± 0.0 | 2.0 ± 0.0 | 30 ± 0 |"
     )
     assert rows["bilstm"].startswith("| bilstm | 2 | 60.0 ± 0.0 | 50.0 ± 0.0 | – | – | – | 8.0")
-    # SPIGOT - bilstm on test: +25 and +27.5 points, pooled +26.25
-    assert "| bilstm | 2 | +26.25 [" in md
+    # SPIGOT - bilstm on test: +25 and +27.5 points, pooled +26.25; bilstm is secondary
+    line = next(x for x in md.splitlines() if x.startswith("| bilstm | 2 | +26.25 ["))
+    assert line.endswith("| – | – |")
+
+
+def test_primary_comparisons_get_holm_and_the_verdict(analyze, tmp_path):
+    """Four primary modes; SPIGOT clearly above pipeline and joint (every seed), equal to ste,
+    below marginals; Holm multiplies the smallest bootstrap p-value by 4."""
+    test = {"spigot": 30, "pipeline": 10, "joint": 12, "ste": 30, "marginals": 38}
+    for mode, right in test.items():
+        for seed in (0, 1, 2):
+            fake_run(tmp_path / mode / f"seed{seed}", {"dev": 10, "test": right + seed}, True)
+    md = analyze.tables(analyze.load_runs(tmp_path), resamples=300, seed=0)
+    rows = {x.split(" | ")[0].strip("| "): x for x in md.splitlines() if "| 3 | " in x}
+    assert rows["pipeline"].endswith("| 0.0133 | SPIGOT better |")  # 4 / 301, Holm x4
+    assert rows["joint"].endswith("| SPIGOT better |")
+    assert rows["ste"].endswith("| 1.0000 | not established |")
+    assert rows["marginals"].endswith("| SPIGOT worse |")
 
 
 def test_accuracy_must_match_the_results(analyze, runs):

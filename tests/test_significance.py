@@ -13,6 +13,7 @@ from spigot.experiments.significance import (
     score,
     seed_differences,
     t_quantile,
+    verdict,
 )
 
 
@@ -150,3 +151,19 @@ def test_holm():
     assert holm([0.5, 0.001]) == pytest.approx([0.5, 0.002])
     assert holm([0.6, 0.6, 0.9]) == pytest.approx([1.0, 1.0, 1.0])
     assert holm([]) == []
+
+
+@pytest.mark.parametrize(
+    "p, deltas, expected",
+    [
+        (0.01, [1.0, 2.0, 1.5], "better"),  # t-interval above 0
+        (0.01, [-1.0, -2.0, -1.5], "worse"),  # below 0
+        (0.01, [-1.0, 2.0, 1.5], "not established"),  # the interval straddles 0
+        (0.05, [1.0, 2.0, 1.5], "not established"),  # p must be below alpha, not equal
+        (0.2, [-1.0, -2.0, -1.5], "not established"),
+        (0.001, [1.0], "not established"),  # one seed: no t-interval
+        (float("nan"), [1.0, 2.0, 1.5], "not established"),
+    ],
+)
+def test_verdict_needs_both_the_test_and_the_seeds(p, deltas, expected):
+    assert verdict(p, seed_differences(deltas)) == expected

@@ -53,6 +53,7 @@ from spigot.experiments.significance import (
     paired_permutation,
     score,
     seed_differences,
+    verdict,
 )
 from spigot.pipelines.syn2sem.data import GENRES
 from spigot.pipelines.syn2sem.outputs import SENTENCES_FILE, read_sentences
@@ -304,12 +305,9 @@ def test_tables(
         if k not in adjusted:
             lines.append(row + " – | – |")
             continue
-        verdict = "not established"
-        if adjusted[k] < 0.05 and sd.ci_low > 0:
-            verdict = "SPIGOT better"
-        elif adjusted[k] < 0.05 and sd.ci_high < 0:
-            verdict = "SPIGOT worse"
-        lines.append(row + f" {_p(adjusted[k])} | {verdict} |")
+        said = verdict(adjusted[k], sd)
+        said = said if said == "not established" else f"SPIGOT {said}"
+        lines.append(row + f" {_p(adjusted[k])} | {said} |")
     return "\n".join(lines) + "\n\n" + "\n".join(per_seed) + "\n"
 
 

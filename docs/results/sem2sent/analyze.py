@@ -19,7 +19,9 @@ run's ``results.json``, and prints (with ``--out``, writes) Markdown:
 2. SPIGOT against every other mode on the test sentences: per seed a paired bootstrap (95%
    interval, p-value) and a paired permutation test; pooled over the common seeds; the
    seed-level differences with their 95% t-interval and exact sign-flip p-value
-   (:mod:`spigot.experiments.significance`).
+   (:mod:`spigot.experiments.significance`); for the comparisons of the question
+   (:data:`PRIMARY`: pipeline, joint, ste, marginals) the Holm-adjusted pooled bootstrap
+   p-value and the protocol's verdict (:func:`~spigot.experiments.significance.verdict`).
 
 Accuracies in points (x100); differences are SPIGOT minus the other mode.
 """
@@ -36,12 +38,18 @@ import numpy as np
 
 from spigot.experiments.report import collect_artifacts
 from spigot.experiments.significance import (
+    holm,
     mean_sd,
     paired_bootstrap,
     paired_permutation,
     seed_differences,
+    verdict,
 )
 from spigot.pipelines.syn2sem.outputs import SENTENCES_FILE, read_sentences
+
+REFERENCE = "spigot"
+PRIMARY = ("pipeline", "joint", "ste", "marginals")
+"""The comparisons of the question (Holm-adjusted together); ``bilstm`` is secondary."""
 
 
 def load_runs(root: Path) -> dict[str, dict[int, dict[str, Any]]]:
@@ -108,18 +116,19 @@ def tables(runs: dict[str, dict[int, dict[str, Any]]], resamples: int, seed: int
             f"{_plain([r.get('cpu_seconds_per_epoch') or None for r in rs], 0)} |"
         )
     out = ["## Accuracy (%, mean ± sd over seeds)", "", *lines, ""]
-    if "spigot" not in runs:
+    if REFERENCE not in runs:
         return "\n".join(out)
     out += [
         "## SPIGOT against each mode, test accuracy (points; SPIGOT minus the other)",
         "",
         "| other | seeds | pooled delta [95% CI] | bootstrap p | permutation p | "
-        "seed-level mean [95% t-CI] | sign-flip p |",
-        "|---|---|---|---|---|---|---|",
+        "seed-level mean [95% t-CI] | sign-flip p | Holm p | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    a_runs = runs["spigot"]
+    a_runs = runs[REFERENCE]
+    pooled = []  # (mode, row, bootstrap p, seed summary)
     for mode, b_runs in runs.items():
-        if mode == "spigot":
+        if mode == REFERENCE:
             continue
         seeds = sorted(set(a_runs) & set(b_runs))
         if not seeds:
@@ -130,16 +139,26 @@ def tables(runs: dict[str, dict[int, dict[str, Any]]], resamples: int, seed: int
         perm = paired_permutation(a, b, n_permutations=resamples, seed=seed)
         deltas = [float(a[i, :, 0].mean() - b[i, :, 0].mean()) for i in range(len(seeds))]
         sd = seed_differences(deltas)
-        out.append(
+        row = (
             f"| {mode} | {len(seeds)} | {100 * boot.delta:+.2f} [{100 * boot.ci_low:+.2f}, "
             f"{100 * boot.ci_high:+.2f}] | {boot.p_value:.4f} | {perm.p_value:.4f} | "
             f"{100 * sd.mean:+.2f} [{100 * sd.ci_low:+.2f}, {100 * sd.ci_high:+.2f}] | "
             f"{sd.p_sign_flip:.4f} |"
         )
+        pooled.append((mode, row, boot.p_value, sd))
+    primary = [k for k, (mode, *_) in enumerate(pooled) if mode in PRIMARY]
+    adjusted = dict(zip(primary, holm([pooled[k][2] for k in primary]), strict=True))
+    for k, (_, row, _, sd) in enumerate(pooled):
+        if k not in adjusted:
+            out.append(row + " – | – |")
+            continue
+        said = verdict(adjusted[k], sd)
+        said = said if said == "not established" else f"SPIGOT {said}"
+        out.append(row + f" {adjusted[k]:.4f} | {said} |")
     out += ["", "Per seed (paired bootstrap over test sentences):", ""]
     out += ["| other | seed | delta [95% CI] | p |", "|---|---|---|---|"]
     for mode, b_runs in runs.items():
-        if mode == "spigot":
+        if mode == REFERENCE:
             continue
         for s in sorted(set(a_runs) & set(b_runs)):
             t = paired_bootstrap(

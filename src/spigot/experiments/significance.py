@@ -25,7 +25,8 @@ hard for every seed counts once, not ``S`` times.
   t-interval and the exact two-sided sign-flip test over seeds (with ``n`` seeds, the smallest
   possible p-value is ``2 / 2^n``: 0.0625 for 5 seeds).
 
-:func:`holm` adjusts the p-values of several comparisons for multiplicity (Holm 1979).
+:func:`holm` adjusts the p-values of several comparisons for multiplicity (Holm 1979), and
+:func:`verdict` applies the decision rule of the experiments' protocols to one comparison.
 
 p-values count the observed statistic as one of the resamples, ``(1 + hits) / (1 + R)``, so they
 are never 0. Everything is seeded and deterministic. Only numpy is needed.
@@ -50,6 +51,7 @@ __all__ = [
     "score",
     "seed_differences",
     "t_quantile",
+    "verdict",
 ]
 
 _T975 = (
@@ -253,3 +255,20 @@ def holm(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
         out[i] = running
     return out
+
+
+def verdict(adjusted_p: float, seeds: SeedSummary, alpha: float = 0.05) -> str:
+    """The protocols' decision rule for one comparison of ``A`` against ``B``.
+
+    ``A`` is ``"better"`` (``"worse"``) when the multiplicity-adjusted p-value of the pooled
+    test is below ``alpha`` *and* the 95% t-interval of the seed-level differences lies
+    entirely above (below) 0; otherwise the difference is ``"not established"``, whatever its
+    sign. With one seed the t-interval is undefined (``nan``) and nothing is established.
+    """
+    if not adjusted_p < alpha:
+        return "not established"
+    if seeds.ci_low > 0:
+        return "better"
+    if seeds.ci_high < 0:
+        return "worse"
+    return "not established"
