@@ -63,6 +63,7 @@ def fake_run(
         best_epoch=3,
         epochs_run=epochs,
         train_seconds=360.0,
+        **({"cpu_seconds_per_epoch": 30.0} if eta else {}),
         syntax_stage=stage,
         curve=curve,
     )
@@ -111,6 +112,10 @@ def test_report_tables_and_tests(analyze, experiment, tmp_path, capsys):
     assert "spigot (eta=0) | 3 | 50.0 ± 0.0 | 100.0" not in text  # its test score is not shown
     assert row("| 1 | 7 | 4 | 80.0 | 80.0 |")  # pre-training of seed 1
     assert "| answers (6) | email (6) |" in text
+    # training time: 360 s a run; pre-training counts its syntax stage's epochs
+    assert row("| pre-training | 3 | 21 | 0.3 | 51 | – |")
+    assert row("| spigot (eta=0.1) | 3 | 27 | 0.3 | 40 | 30 (3) |")
+    assert row("| total | 14 | 120 | 1.4 | | |")  # 21 + 3 x 27 + 18 epochs
     # the gradient diagnosis: first and best (3) epochs of the joint modes, every variant
     assert row("| spigot (eta=0) | first | 0.1 ± 0 | 0.2 ± 0 | 0.5 ± 0 | -0.1 ± 0 | 75.0 ± 0.0 |")
     assert row("| spigot (eta=0.1) | best | 0.3 ± 0 | 0.2 ± 0 | 1.5 ± 0 | -0.1 ± 0 | 85.0 ± 0.0 |")

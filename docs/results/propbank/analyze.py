@@ -16,8 +16,10 @@ run's ``results.json``, and prints (and with ``--out`` writes) Markdown tables:
 1. per mode (for ``ste`` and ``spigot``, the ``train.eta`` with the best mean dev LF), mean
    ± sd over seeds of dev and test LF, UF, UAS and LF on non-tree arcs, with epochs and hours;
 2. the ``train.eta`` grid on dev (the only scores the choice sees);
-3. test LF per EWT genre, and the gradients that reach the syntactic arc scores per sentence
-   from the semantic and the syntactic loss in the joint modes (the STE diagnosis);
+3. test LF per EWT genre, the training time of every variant and of the pre-training
+   (hours, seconds per epoch, CPU seconds per epoch), and the gradients that reach the
+   syntactic arc scores per sentence from the semantic and the syntactic loss in the joint
+   modes (the STE diagnosis);
 4. SPIGOT against every other mode, per metric of ``--metrics``: per seed, a paired bootstrap
    over test sentences (``--resamples`` resamples, seeded with ``--seed``) with its 95%
    interval and p-value and a paired permutation test; pooled over the common seeds (the
@@ -369,6 +371,37 @@ def pretrain_table(runs: Sequence[Run]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def compute_table(pre: Sequence[Run], groups: dict[Variant, list[Run]]) -> str:
+    """Training time of every variant and the pre-training: runs, epochs, hours (the sum of
+    the runs' wall-clock ``train_seconds``), mean seconds per epoch, and mean CPU seconds per
+    epoch (``cpu_seconds_per_epoch``, recorded by the runs that have it), with the total."""
+    head = "| variant | runs | epochs | hours | s/epoch | CPU s/epoch (runs) |"
+    lines = [head, "|---|---|---|---|---|---|"]
+    rows = [("pre-training", list(pre))] if pre else []
+    rows += [(v.label, runs) for v, runs in groups.items()]
+    total_s, total_runs, total_epochs = 0.0, 0, 0
+    for label, runs in rows:
+        seconds = sum(r.results["train_seconds"] for r in runs)
+        epochs = [
+            (r.results.get("syntax_stage") or {}).get("epochs_run", 0)
+            if r.pretrain
+            else r.results["epochs_run"]
+            for r in runs
+        ]
+        cpu = [c for r in runs if (c := r.results.get("cpu_seconds_per_epoch"))]
+        cpu_cell = f"{np.mean(cpu):.0f} ({len(cpu)})" if cpu else "–"
+        per_epoch = seconds / sum(epochs) if sum(epochs) else float("nan")
+        lines.append(
+            f"| {label} | {len(runs)} | {sum(epochs)} | {seconds / 3600:.1f} | "
+            f"{per_epoch:.0f} | {cpu_cell} |"
+        )
+        total_s += seconds
+        total_runs += len(runs)
+        total_epochs += sum(epochs)
+    lines.append(f"| total | {total_runs} | {total_epochs} | {total_s / 3600:.1f} | | |")
+    return "\n".join(lines) + "\n"
+
+
 def report(root: Path, resamples: int, seed: int, metrics: Sequence[str]) -> str:
     """The whole Markdown report of the runs under ``root``."""
     runs = load_runs(root)
@@ -392,6 +425,8 @@ def report(root: Path, resamples: int, seed: int, metrics: Sequence[str]) -> str
         out += ["## Syntactic pre-training (shared by the modes of each seed)\n"]
         out += [pretrain_table(pre)]
     out += ["## Test LF per genre (sentences)\n", genre_table(chosen, groups)]
+    out += ["## Training time (wall clock; two runs shared the two cores)\n"]
+    out += [compute_table(pre, groups)]
     grads = grad_table(chosen, groups)
     if grads.count("\n") > 2:
         out += [
