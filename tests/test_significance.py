@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from spigot.experiments.significance import (
+    decide,
     holm,
     mean_sd,
     paired_bootstrap,
@@ -167,3 +168,14 @@ def test_holm():
 )
 def test_verdict_needs_both_the_test_and_the_seeds(p, deltas, expected):
     assert verdict(p, seed_differences(deltas)) == expected
+
+
+def test_decide_adjusts_the_primary_family_only():
+    up, mixed = seed_differences([1.0, 2.0, 1.5]), seed_differences([-1.0, 2.0, 1.5])
+    got = decide([0.01, 0.02, 0.001], [up, up, mixed], [True, True, False])
+    assert got[0] == (pytest.approx(0.02), "better")  # Holm over two: 2 x 0.01
+    assert got[1] == (pytest.approx(0.02), "better")  # max(2 x 0.01, 1 x 0.02)
+    assert got[2] is None  # secondary: no adjustment, no verdict
+    assert decide([0.03, 0.04], [up, up], [True, True]) == [(0.06, "not established")] * 2
+    with pytest.raises(ValueError, match="same length"):
+        decide([0.01], [up, up], [True])

@@ -49,13 +49,12 @@ from spigot.experiments.plan import Variant, select
 from spigot.experiments.report import collect_artifacts
 from spigot.experiments.significance import (
     SeedSummary,
-    holm,
+    decide,
     mean_sd,
     paired_bootstrap,
     paired_permutation,
     score,
     seed_differences,
-    verdict,
 )
 from spigot.pipelines.syn2sem.data import GENRES
 from spigot.pipelines.syn2sem.outputs import SENTENCES_FILE, read_sentences
@@ -296,20 +295,23 @@ def test_tables(
             f"{_p(boot.p_value)} | {_p(perm.p_value)} |"
         )
         pooled.append((mode, row, boot.p_value, sd))
-    primary = [k for k, (mode, *_) in enumerate(pooled) if mode in PRIMARY]
-    adjusted = dict(zip(primary, holm([pooled[k][2] for k in primary]), strict=True))
     lines = [
         "| SPIGOT vs | seeds | per-seed Δ | mean Δ [95% t-CI] | sign-flip p | pooled Δ "
         "[95% bootstrap CI] | bootstrap p | permutation p | Holm p | verdict |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for k, (_, row, _, sd) in enumerate(pooled):
-        if k not in adjusted:
+    decided = decide(
+        [p for _, _, p, _ in pooled],
+        [sd for *_, sd in pooled],
+        [mode in PRIMARY for mode, *_ in pooled],
+    )
+    for (_, row, _, _), decision in zip(pooled, decided, strict=True):
+        if decision is None:
             lines.append(row + " – | – |")
             continue
-        said = verdict(adjusted[k], sd)
+        adjusted, said = decision
         said = said if said == "not established" else f"SPIGOT {said}"
-        lines.append(row + f" {_p(adjusted[k])} | {said} |")
+        lines.append(row + f" {_p(adjusted)} | {said} |")
     return "\n".join(lines) + "\n\n" + "\n".join(per_seed) + "\n"
 
 

@@ -38,12 +38,11 @@ import numpy as np
 
 from spigot.experiments.report import collect_artifacts
 from spigot.experiments.significance import (
-    holm,
+    decide,
     mean_sd,
     paired_bootstrap,
     paired_permutation,
     seed_differences,
-    verdict,
 )
 from spigot.pipelines.syn2sem.outputs import SENTENCES_FILE, read_sentences
 
@@ -146,15 +145,18 @@ def tables(runs: dict[str, dict[int, dict[str, Any]]], resamples: int, seed: int
             f"{sd.p_sign_flip:.4f} |"
         )
         pooled.append((mode, row, boot.p_value, sd))
-    primary = [k for k, (mode, *_) in enumerate(pooled) if mode in PRIMARY]
-    adjusted = dict(zip(primary, holm([pooled[k][2] for k in primary]), strict=True))
-    for k, (_, row, _, sd) in enumerate(pooled):
-        if k not in adjusted:
+    decided = decide(
+        [p for _, _, p, _ in pooled],
+        [sd for *_, sd in pooled],
+        [mode in PRIMARY for mode, *_ in pooled],
+    )
+    for (_, row, _, _), decision in zip(pooled, decided, strict=True):
+        if decision is None:
             out.append(row + " – | – |")
             continue
-        said = verdict(adjusted[k], sd)
+        adjusted, said = decision
         said = said if said == "not established" else f"SPIGOT {said}"
-        out.append(row + f" {adjusted[k]:.4f} | {said} |")
+        out.append(row + f" {adjusted:.4f} | {said} |")
     out += ["", "Per seed (paired bootstrap over test sentences):", ""]
     out += ["| other | seed | delta [95% CI] | p |", "|---|---|---|---|"]
     for mode, b_runs in runs.items():

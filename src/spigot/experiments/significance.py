@@ -26,7 +26,8 @@ hard for every seed counts once, not ``S`` times.
   possible p-value is ``2 / 2^n``: 0.0625 for 5 seeds).
 
 :func:`holm` adjusts the p-values of several comparisons for multiplicity (Holm 1979), and
-:func:`verdict` applies the decision rule of the experiments' protocols to one comparison.
+:func:`verdict` applies the decision rule of the experiments' protocols to one comparison,
+:func:`decide` to a family of them.
 
 p-values count the observed statistic as one of the resamples, ``(1 + hits) / (1 + R)``, so they
 are never 0. Everything is seeded and deterministic. Only numpy is needed.
@@ -44,6 +45,7 @@ import numpy as np
 __all__ = [
     "PairedTest",
     "SeedSummary",
+    "decide",
     "holm",
     "mean_sd",
     "paired_bootstrap",
@@ -272,3 +274,25 @@ def verdict(adjusted_p: float, seeds: SeedSummary, alpha: float = 0.05) -> str:
     if seeds.ci_high < 0:
         return "worse"
     return "not established"
+
+
+def decide(
+    p_values: Sequence[float],
+    seeds: Sequence[SeedSummary],
+    primary: Sequence[bool],
+    alpha: float = 0.05,
+) -> list[tuple[float, str] | None]:
+    """The protocols' decisions for several comparisons, in the input order.
+
+    The p-values of the ``primary`` comparisons (the question's family) are Holm-adjusted
+    together, and each primary comparison gets ``(adjusted p, verdict(adjusted p, seeds))``;
+    the others get ``None`` (reported without adjustment, as secondary results).
+    """
+    if not len(p_values) == len(seeds) == len(primary):
+        raise ValueError("p_values, seeds and primary must have the same length")
+    family = [k for k, is_primary in enumerate(primary) if is_primary]
+    adjusted = dict(zip(family, holm([p_values[k] for k in family]), strict=True))
+    return [
+        (adjusted[k], verdict(adjusted[k], seeds[k], alpha)) if k in adjusted else None
+        for k in range(len(p_values))
+    ]
