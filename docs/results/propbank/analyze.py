@@ -390,16 +390,17 @@ def compute_table(pre: Sequence[Run], groups: dict[Variant, list[Run]]) -> str:
             else r.results["epochs_run"]
             for r in runs
         ]
+        n_epochs = sum(epochs)
         cpu = [c for r in runs if (c := r.results.get("cpu_seconds_per_epoch"))]
         cpu_cell = f"{np.mean(cpu):.0f} ({len(cpu)})" if cpu else "–"
-        per_epoch = seconds / sum(epochs) if sum(epochs) else float("nan")
+        per_epoch = seconds / n_epochs if n_epochs else float("nan")
         lines.append(
-            f"| {label} | {len(runs)} | {sum(epochs)} | {seconds / 3600:.1f} | "
+            f"| {label} | {len(runs)} | {n_epochs} | {seconds / 3600:.1f} | "
             f"{per_epoch:.0f} | {cpu_cell} |"
         )
         total_s += seconds
         total_runs += len(runs)
-        total_epochs += sum(epochs)
+        total_epochs += n_epochs
     lines.append(f"| total | {total_runs} | {total_epochs} | {total_s / 3600:.1f} | | |")
     return "\n".join(lines) + "\n"
 
