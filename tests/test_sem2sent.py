@@ -162,35 +162,59 @@ def test_fit_writes_a_run(splits, tmp_path, mode):
         assert _parser_stage(old, 1) == stage
 
 
-@pytest.mark.parametrize("every", ["0", "3"])
-def test_resume_equals_an_uninterrupted_run(splits, tmp_path, monkeypatch, every):
+@pytest.mark.parametrize(
+    "every, start, legacy",
+    [("0", "pretrain", False), ("3", "pretrain", False), ("0", "init", False), ("0", "init", True)],
+)
+def test_resume_equals_an_uninterrupted_run(splits, tmp_path, monkeypatch, every, start, legacy):
     """Killed after its second ``last.pt`` (with ``checkpoint_every = 3`` steps, in the middle
-    of the parser's first epoch), the run resumes to bitwise the same weights and scores."""
-    cfg = tiny("spigot", **{"train.epochs": 3, "train.checkpoint_every": every})
+    of the parser's first epoch; else after the first sentiment epoch), the run resumes to
+    bitwise the same weights and scores, the parser's dev scores before and after the sentiment
+    stage included. ``start="init"``: the parser comes from another run's ``parser.pt``;
+    ``legacy``: the ``last.pt`` predates the parser's saved scores (they are measured again on
+    the parser the stage started from)."""
+    over = {"train.epochs": 3, "train.checkpoint_every": every}
+    if start == "init":
+        Sem2SentTask.from_splits(tiny("pipeline", **{"train.epochs": 1}), splits).fit(
+            splits, tmp_path / "pre"
+        )
+        over["train.init_parser"] = str(tmp_path / "pre" / "parser.pt")
+    cfg = tiny("spigot", **over)
     full = Sem2SentTask.from_splits(cfg, splits)
     res_full = full.fit(splits, tmp_path / "full")
     import spigot.training as training
 
     calls = {"n": 0}
     real = training.atomic_torch_save
+    crash_at = 1 if start == "init" else 2  # the first sentiment epoch either way (every = 0)
 
-    def crash_after_second_save(obj, path):
+    def crash(obj, path):
         real(obj, path)
         if str(path).endswith("last.pt"):
             calls["n"] += 1
-            if calls["n"] == 2:
+            if calls["n"] == crash_at:
                 raise KeyboardInterrupt
 
-    monkeypatch.setattr("spigot.pipelines.run.atomic_torch_save", crash_after_second_save)
+    monkeypatch.setattr("spigot.pipelines.run.atomic_torch_save", crash)
     with pytest.raises(KeyboardInterrupt):
         Sem2SentTask.from_splits(cfg, splits).fit(splits, tmp_path / "cut")
     monkeypatch.undo()
-    assert (tmp_path / "cut" / "last.pt").is_file()
+    last = tmp_path / "cut" / "last.pt"
+    assert last.is_file()
+    state = torch.load(last, weights_only=False)
+    assert ("parser_before" in state) == (state["trainer"]["phase"] == "sentiment")
+    if legacy:
+        del state["parser_before"]
+        torch.save(state, last)
     res_cut = Sem2SentTask.from_splits(cfg, splits).fit(splits, tmp_path / "cut", resume=True)
-    assert res_cut["dev"] == res_full["dev"] and res_cut["test"] == res_full["test"]
+    for key in ("dev", "test", "parser_dev_before", "parser_dev_after", "parser_stage"):
+        assert res_cut[key] == res_full[key], key
+    assert res_full["parser_dev_before"]["lf"] > 0  # a trained parser, not a fresh one
     a = torch.load(tmp_path / "full" / "best.pt", weights_only=False)["state_dict"]
     b = torch.load(tmp_path / "cut" / "best.pt", weights_only=False)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    log = (tmp_path / "cut" / "metrics.jsonl").read_text()
+    assert ("parser_before_remeasured" in log) == legacy
 
 
 def test_gold_mode_needs_gold_graphs():

@@ -97,10 +97,11 @@ def _fit(task: Sem2SentTask, splits: Sem2SentData, run: RunContext) -> dict[str,
     done_before = run.stages_before
     resume_stage = run.resumed_stage
     history: list[Any] = []
+    carried: dict[str, Any] = {}  # what last.pt keeps besides the trainer's state
 
     def on_epoch(stage_history: list[Any]) -> Callable[[dict[str, Any]], None]:
         def save(trainer_state: dict[str, Any]) -> None:
-            run.save_last(task, trainer_state, stage_history)
+            run.save_last(task, trainer_state, stage_history, **carried)
 
         return save
 
@@ -132,9 +133,18 @@ def _fit(task: Sem2SentTask, splits: Sem2SentData, run: RunContext) -> dict[str,
         log.write({"event": "parser_stage", **stage_summary(res.history, "parser", "lf", n_pre)})
     parser_before: dict[str, float] = {}
     if parser is not None and main:
-        with on_device():
-            parser_before = task.evaluate_parser(parser_dev)
-            parser_before.update(task.rule_accuracy(splits["dev"]))
+        if resume_stage == "sentiment" and run.state and "parser_before" in run.state:
+            parser_before = dict(run.state["parser_before"])
+        else:
+            if resume_stage == "sentiment":
+                # a last.pt written before it kept the parser's scores: measure the parser the
+                # stage started from (the trainer's resume below replaces it by the saved one)
+                task.load_parser(t.init_parser or run.out / "parser.pt")
+                log.write({"event": "parser_before_remeasured"})
+            with on_device():
+                parser_before = task.evaluate_parser(parser_dev)
+                parser_before.update(task.rule_accuracy(splits["dev"]))
+    carried["parser_before"] = parser_before
     if cfg.mode == "pipeline":
         model.freeze_parser()
     # stage 2: sentiment (and the parser's own loss on a fraction of its data, joint modes)
