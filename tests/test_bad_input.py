@@ -64,6 +64,32 @@ def test_non_finite_values_off_the_valid_arcs_are_allowed():
             assert torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_check_finite_over_magnitudes_masks_and_dtypes(dtype):
+    """The one-pass test (a finite sum) and the entrywise one agree: finite values whose sum
+    overflows pass, a non-finite entry raises where the mask marks it valid and only there."""
+    from spigot._validate import check_finite
+
+    big = torch.finfo(dtype).max
+    g = torch.Generator().manual_seed(0)
+    for scale in (1e-3, 1.0, big / 4, big):
+        x = (scale * torch.rand(3, 5, generator=g, dtype=torch.float64)).to(dtype)
+        # from big / 4 on, a sum in the tensor's own dtype overflows (float32 and float64:
+        # the entrywise test decides)
+        assert bool(torch.isfinite(x.double().sum().to(dtype))) == (scale < big / 4)
+        check_finite(x, None, "x")
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            for at in ((0, 0), (2, 4), (1, 2)):
+                y = x.clone()
+                y[at] = bad
+                mask = torch.ones(3, 5, dtype=torch.bool)
+                with pytest.raises(ValueError, match=rf"`x` must be finite.*{at[0]}, {at[1]}"):
+                    check_finite(y, mask, "x")
+                mask[at] = False
+                check_finite(y, mask, "x")  # masked: allowed
+    check_finite(torch.zeros(0, 3, dtype=dtype), None, "x")
+
+
 def test_categorical_bad_input():
     cat = spigot.Categorical()
     with pytest.raises(ValueError, match="`scores`.*floating"):

@@ -81,7 +81,9 @@ def test_subsimplex_on_random_batches_masks_and_dims():
     scale = torch.tensor([0.2, 0.5, 1.0, 3.0]).repeat_interleave(50).view(-1, 1).double()
     x = scale * torch.randn(200, 5, dtype=torch.float64, generator=g)
     mask = torch.rand(200, 5, generator=g) > 0.25
+    x0 = x.clone()
     p = project_subsimplex(x, mask, dim=-1)
+    assert torch.equal(x, x0)  # the caller's tensor is not modified
     active = 0
     for i in range(200):
         idx = mask[i].nonzero().flatten()
@@ -95,6 +97,36 @@ def test_subsimplex_on_random_batches_masks_and_dims():
     # along another dimension, and float32 agrees to its precision
     torch.testing.assert_close(project_subsimplex(x.T, mask.T, dim=0), p.T)
     torch.testing.assert_close(project_subsimplex(x.float(), mask).double(), p, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_subsimplex_after_spigot_steps_with_many_labels(dtype):
+    """SPIGOT's case: 58 labels, arcs on or off, a short step. The slices whose sum is active
+    (the arcs that are on) get the sort-based simplex projection's result, the others
+    ``max(x, 0)``; the in-place form gives the same in the caller's buffer."""
+    from spigot.projections import project_subsimplex_
+
+    g = torch.Generator().manual_seed(7)
+    B, n, L = 4, 9, 58
+    best = torch.randint(0, L, (B, n, n, 1), generator=g)
+    on = torch.rand(B, n, n, 1, generator=g) < 0.2
+    z = torch.zeros(B, n, n, L, dtype=dtype).scatter_(-1, best, 1.0) * on
+    mask = (torch.rand(B, n, n, 1, generator=g) < 0.9).expand(B, n, n, L)
+    for eta in (1e-4, 1e-2, 0.3, 3.0):
+        x = z - eta * torch.randn(B, n, n, L, generator=g, dtype=torch.float64).to(dtype)
+        p = project_subsimplex(x, mask)
+        pos = torch.where(mask, x.clamp(min=0), 0)
+        act = pos.sum(-1, keepdim=True) > 1
+        assert 0 < int(act.sum()) < B * n * n  # both kinds of slices
+        ref = torch.where(act, project_simplex(x, mask), pos)
+        tol = 1e-6 if dtype == torch.float32 else 1e-12
+        torch.testing.assert_close(p, ref, atol=tol, rtol=0)
+        y = x.clone()
+        assert project_subsimplex_(y, mask) is y and torch.equal(y, p)
+    half = x.half()
+    kept = half.clone()
+    out = project_subsimplex_(half, mask)  # below float32: computed in a copy
+    assert out.dtype == torch.float16 and torch.equal(half, kept)
 
 
 def test_points_inside_are_fixed_and_the_corners_are_reached():

@@ -72,7 +72,14 @@ def check_lengths(lengths: object, batch: int, n: int, device: torch.device) -> 
 
 def check_finite(x: Tensor, mask: Tensor | None, name: str) -> None:
     """Entries of ``x`` where ``mask`` is true (all when ``None``) must be finite."""
-    bad = ~torch.isfinite(x.detach())
+    xd = x.detach()
+    # one pass for the common case: a finite sum means every entry is finite (a NaN or an
+    # inf makes the sum NaN or inf); only an overflowing sum or a non-finite entry (masked or
+    # not) goes on to the entrywise test
+    acc = torch.promote_types(xd.dtype, torch.float32) if xd.is_floating_point() else None
+    if xd.numel() == 0 or bool(torch.isfinite(xd.sum(dtype=acc))):
+        return
+    bad = ~torch.isfinite(xd)
     if mask is not None:
         bad = bad & mask
     if bool(bad.any()):

@@ -7,8 +7,10 @@
 * :func:`project_subsimplex`: onto ``{y >= 0, sum(y) <= 1}`` along one dimension (exact for
   labeled graphs: an arc's label vector, whose sum is the arc's indicator).
 
-Both are differentiable; the simplex projection has a closed-form backward
-(:class:`SimplexProjection`). Neither modifies its input.
+All three are differentiable; the simplex projections have closed-form backwards
+(:class:`SimplexProjection`, :class:`SubsimplexProjection`). None modifies its input, except
+:func:`project_subsimplex_`, the no-gradient form that SPIGOT's backward uses on a buffer it
+owns.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from spigot._masking import zero_outside_
 from spigot._validate import check_finite
 
 
@@ -141,8 +144,8 @@ class SubsimplexProjection(torch.autograd.Function):
 
     @staticmethod
     def forward(x: Tensor, mask: Tensor, dim: int) -> tuple[Tensor, Tensor, Tensor]:  # type: ignore[override]
-        p, support, active = _subsimplex(x, mask, dim)
-        return p.to(x.dtype), support, active
+        p, active = _subsimplex(x, mask, dim)
+        return p.to(x.dtype), p > 0, active
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
@@ -160,26 +163,57 @@ class SubsimplexProjection(torch.autograd.Function):
         return (g - active.to(g.dtype) * mean) * sf, None, None
 
 
-def _subsimplex(x: Tensor, mask: Tensor, dim: int) -> tuple[Tensor, Tensor, Tensor]:
-    """The projection onto ``{p >= 0, sum(p) <= 1}`` in at least float32, its support ``p > 0``
-    and whether the sum constraint is active (``[..., 1, ...]`` along ``dim``).
+def _subsimplex(
+    x: Tensor, mask: Tensor, dim: int, *, inplace: bool = False
+) -> tuple[Tensor, Tensor]:
+    """The projection onto ``{p >= 0, sum(p) <= 1}`` in at least float32 (0 off ``mask``) and
+    whether the sum constraint is active (``[..., 1, ...]`` along ``dim``). ``inplace``: the
+    result may be ``x`` itself, overwritten.
 
-    The simplex threshold is computed after shifting each slice by its largest valid entry
-    ``top`` (``tau = tau' + top``), so the test ``tau > 0`` reads ``tau' > -top``: a common
-    offset never enters the cumulative sums.
+    ``lam = 0`` satisfies the KKT conditions exactly when the positive part ``max(x, 0)`` sums
+    to at most 1 (the simplex threshold ``tau`` is positive exactly when it sums to more), so
+    only the other slices need a threshold: after a SPIGOT step from a labeled graph they are
+    the few arcs that are on, of the ``n^2``. For those, ``tau > 0``: the support is among the
+    positive entries and ``max(x - tau, 0) = max(max(x, 0) - tau, 0)``, so the positive part
+    is all they need. :func:`_positive_threshold` finds ``tau`` after shifting each slice by its
+    largest entry ``top``: a common offset never enters the sums.
     """
     work = torch.promote_types(x.dtype, torch.float32)
     xw = x.to(work)
-    top = torch.where(mask, xw, torch.tensor(float("-inf"), dtype=work, device=x.device))
-    top = top.amax(dim=dim, keepdim=True)
-    has = torch.isfinite(top)
-    top = torch.where(has, top, 0)
-    xs = xw - top
-    tau, support = _simplex_support(xs, mask, dim)
-    active = has & (support > 0) & (tau > -top)
-    inner = torch.where(active, xs - torch.where(active, tau, 0), xw).clamp(min=0)
-    p = torch.where(mask & has, inner, 0)
-    return p, mask & (p > 0), active
+    pos = xw.clamp_(min=0) if (inplace or xw is not x) else xw.clamp(min=0)
+    pos = zero_outside_(pos, mask)
+    active = pos.sum(dim, keepdim=True) > 1
+    rows = active.movedim(dim, -1).squeeze(-1)  # [...] without dim
+    if not bool(rows.any()):
+        return pos, active
+    xr = pos.movedim(dim, -1)[rows]  # [R, L], 0 off the mask
+    top = xr.amax(-1, keepdim=True)  # positive: the slice's positive part sums to more than 1
+    xs = xr - top
+    tau = _positive_threshold(xs, xr > 0)
+    pos.movedim(dim, -1)[rows] = (xs - tau).clamp_(min=0)  # ours; 0 off the mask, as x - tau < 0
+    return pos, active
+
+
+def _positive_threshold(xs: Tensor, start: Tensor) -> Tensor:
+    """The simplex threshold ``tau`` of each row of ``xs`` ``[R, L]`` (``[R, 1]``), for rows
+    whose true threshold is above the value that ``start`` (a superset of the support, e.g. the
+    entries above 0 when ``tau > 0``) cuts at.
+
+    Michelot's algorithm (1986): with ``S`` a superset of the support,
+    ``tau_S = (sum_S x - 1) / |S|`` is at most the true ``tau``, so ``{x > tau_S}`` still
+    holds the support; shrink ``S`` to it until it stops changing, which gives the support and
+    ``tau`` exactly, in at most ``|start|`` rounds (a few when the rows are near a vertex, as
+    after a SPIGOT step) and without the sort of :func:`_simplex_support`. The largest entry
+    never leaves ``S`` (``tau_S <= max - 1/|S|``).
+    """
+    S = start
+    while True:
+        sf = S.to(xs.dtype)
+        tau = ((xs * sf).sum(-1, keepdim=True) - 1) / sf.sum(-1, keepdim=True)
+        shrunk = S & (xs > tau)
+        if torch.equal(shrunk, S):
+            return tau
+        S = shrunk
 
 
 def project_subsimplex(x: Tensor, mask: Tensor | None = None, dim: int = -1) -> Tensor:
@@ -213,4 +247,15 @@ def project_subsimplex(x: Tensor, mask: Tensor | None = None, dim: int = -1) -> 
         mask = mask.expand_as(x)
     dim = dim % x.dim()
     check_finite(x, mask, "x")
+    if not (x.requires_grad and torch.is_grad_enabled()):  # e.g. in SPIGOT's backward
+        return _subsimplex(x, mask, dim)[0].to(x.dtype)
     return SubsimplexProjection.apply(x, mask, dim)[0]
+
+
+def project_subsimplex_(x: Tensor, mask: Tensor, dim: int = -1) -> Tensor:
+    """:func:`project_subsimplex` without a gradient, overwriting ``x`` when it is at least
+    float32 (the result is then ``x``): for a caller that owns ``x``, such as SPIGOT's
+    backward. Validated alike."""
+    mask = mask.expand_as(x)
+    check_finite(x, mask, "x")
+    return _subsimplex(x, mask, dim % x.dim(), inplace=True)[0].to(x.dtype)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from spigot._masking import masked_norm
 from spigot.structures.base import Structure
 
 
@@ -28,14 +29,16 @@ def spigot_step_size(
     A structure with ``g = 0`` gets ``eta = 1`` (its update is zero anyway). Entries outside
     ``mask`` do not count. Returns a tensor broadcastable to ``g``.
     """
-    if mask is not None:
-        g = torch.where(mask, g, 0)
     dims = tuple(range(-event_dim, 0))
     one = torch.ones((), dtype=g.dtype, device=g.device)
-    # ||g|| = a ||g / a|| with a = max |g|: no overflow of the squares in any dtype
-    a = g.abs().amax(dim=dims, keepdim=True)
-    a = torch.where(a > 0, a, one)
-    norm = a * (g / a).pow(2).sum(dim=dims, keepdim=True).sqrt()
+    norm = masked_norm(g, mask, dims)
+    if not bool(torch.isfinite(norm).all()):
+        # the squares overflowed (or g is not finite): ||g|| = a ||g / a|| with a = max |g|
+        if mask is not None:
+            g = torch.where(mask, g, 0)
+        a = g.abs().amax(dim=dims, keepdim=True)
+        a = torch.where(a > 0, a, one)
+        norm = a * (g / a).pow(2).sum(dim=dims, keepdim=True).sqrt()
     long = norm > max_step
     return torch.where(long, max_step / torch.where(long, norm, one), one)
 
@@ -130,12 +133,12 @@ class _SpigotArgmax(torch.autograd.Function):
             eta = ctx.eta
         with torch.no_grad():
             zw = z.to(work)
-            p = zw - eta * g
+            p = torch.mul(g, -eta).add_(zw)  # z - eta g, in one new tensor
             if ctx.polytope == "marginal":  # conv(Z) itself (Mihaylova et al. 2020)
                 proj = structure._project_marginal(p, ctx.prepared)
-            else:  # the paper's relaxation
-                proj = structure._project(p, ctx.prepared)
-            grad = zw - proj
+            else:  # the paper's relaxation (p is ours: it may be overwritten)
+                proj = structure._project_(p, ctx.prepared)
+            grad = proj.neg_().add_(zw) if proj is p else torch.sub(zw, proj)
             if ctx.scale != 1.0:
                 grad = grad / ctx.scale
         return grad.to(z.dtype), None, None, None, None, None, None

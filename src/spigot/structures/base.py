@@ -81,6 +81,11 @@ class Structure(ABC):
     @abstractmethod
     def _project(self, x: Tensor, lengths: Any) -> Tensor: ...
 
+    def _project_(self, x: Tensor, lengths: Any) -> Tensor:
+        """:meth:`_project` for a caller that owns ``x`` and no longer needs it: it may be
+        overwritten and returned (saves a tensor of the scores' size; no gradient)."""
+        return self._project(x, lengths)
+
     def argmax(self, scores: Tensor, lengths: Tensor | None = None) -> Tensor:
         """The highest-scoring structure as a 0/1 tensor shaped like ``scores`` (no gradient)."""
         s, lengths = self._prepare(scores, lengths)

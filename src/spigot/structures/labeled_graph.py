@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from spigot._masking import compact, zero_outside
 from spigot._validate import check_finite, check_floating, check_lengths
-from spigot.projections import project_simplex, project_subsimplex
+from spigot.projections import project_simplex, project_subsimplex, project_subsimplex_
 from spigot.structures._arcs import arc_mask
 from spigot.structures.base import Structure
 
@@ -116,8 +117,7 @@ class LabeledDependencyGraph(Structure):
         lens = check_lengths(lengths, B, n1 - 1, s.device)
         mask = arc_mask(lens, n1, s.device).unsqueeze(-1).expand(s.shape)
         check_finite(s, mask, name)
-        s = torch.where(mask, s, torch.zeros((), dtype=s.dtype, device=s.device))
-        return s, (lens, mask)
+        return zero_outside(s, mask), (lens, mask)
 
     def _part_mask(self, prepared: Any) -> Tensor:
         return prepared[1]
@@ -134,7 +134,7 @@ class LabeledDependencyGraph(Structure):
         best = scores.argmax(dim=-1, keepdim=True)  # the first maximiser
         on = scores.gather(-1, best) > 0
         z = torch.zeros_like(scores).scatter_(-1, best, 1.0)
-        return torch.where(on & mask, z, 0)
+        return z * (on & compact(mask)).to(z.dtype)  # z is finite: torch.where(on & mask, z, 0)
 
     def _marginals(self, scores: Tensor, lengths: Any) -> Tensor:
         _, mask = lengths
@@ -156,3 +156,7 @@ class LabeledDependencyGraph(Structure):
     def _project(self, x: Tensor, lengths: Any) -> Tensor:
         _, mask = lengths
         return project_subsimplex(x, mask, dim=-1)
+
+    def _project_(self, x: Tensor, lengths: Any) -> Tensor:
+        _, mask = lengths
+        return project_subsimplex_(x, mask, dim=-1)
