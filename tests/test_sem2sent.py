@@ -164,21 +164,29 @@ def test_fit_writes_a_run(splits, tmp_path, mode):
 
 @pytest.mark.parametrize(
     "every, start, legacy",
-    [("0", "pretrain", False), ("3", "pretrain", False), ("0", "init", False), ("0", "init", True)],
+    [
+        ("0", "pretrain", False),
+        ("3", "pretrain", False),
+        ("0", "init", False),
+        ("0", "init", True),
+        ("0", "fresh", True),
+    ],
 )
 def test_resume_equals_an_uninterrupted_run(splits, tmp_path, monkeypatch, every, start, legacy):
     """Killed after its second ``last.pt`` (with ``checkpoint_every = 3`` steps, in the middle
     of the parser's first epoch; else after the first sentiment epoch), the run resumes to
     bitwise the same weights and scores, the parser's dev scores before and after the sentiment
     stage included. ``start="init"``: the parser comes from another run's ``parser.pt``;
-    ``legacy``: the ``last.pt`` predates the parser's saved scores (they are measured again on
-    the parser the stage started from)."""
+    ``start="fresh"``: no pre-training; ``legacy``: the ``last.pt`` predates the parser's saved
+    scores (they are measured again on the parser the stage started from)."""
     over = {"train.epochs": 3, "train.checkpoint_every": every}
     if start == "init":
         Sem2SentTask.from_splits(tiny("pipeline", **{"train.epochs": 1}), splits).fit(
             splits, tmp_path / "pre"
         )
         over["train.init_parser"] = str(tmp_path / "pre" / "parser.pt")
+    if start == "fresh":
+        over["train.pretrain_epochs"] = 0
     cfg = tiny("spigot", **over)
     full = Sem2SentTask.from_splits(cfg, splits)
     res_full = full.fit(splits, tmp_path / "full")
@@ -186,7 +194,7 @@ def test_resume_equals_an_uninterrupted_run(splits, tmp_path, monkeypatch, every
 
     calls = {"n": 0}
     real = training.atomic_torch_save
-    crash_at = 1 if start == "init" else 2  # the first sentiment epoch either way (every = 0)
+    crash_at = 2 if start == "pretrain" else 1  # the first sentiment epoch (every = 0)
 
     def crash(obj, path):
         real(obj, path)
@@ -209,7 +217,8 @@ def test_resume_equals_an_uninterrupted_run(splits, tmp_path, monkeypatch, every
     res_cut = Sem2SentTask.from_splits(cfg, splits).fit(splits, tmp_path / "cut", resume=True)
     for key in ("dev", "test", "parser_dev_before", "parser_dev_after", "parser_stage"):
         assert res_cut[key] == res_full[key], key
-    assert res_full["parser_dev_before"]["lf"] > 0  # a trained parser, not a fresh one
+    if start != "fresh":  # a trained parser, not a fresh one
+        assert res_full["parser_dev_before"]["lf"] > 0
     a = torch.load(tmp_path / "full" / "best.pt", weights_only=False)["state_dict"]
     b = torch.load(tmp_path / "cut" / "best.pt", weights_only=False)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)

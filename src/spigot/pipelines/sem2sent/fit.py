@@ -138,8 +138,11 @@ def _fit(task: Sem2SentTask, splits: Sem2SentData, run: RunContext) -> dict[str,
         else:
             if resume_stage == "sentiment":
                 # a last.pt written before it kept the parser's scores: measure the parser the
-                # stage started from (the trainer's resume below replaces it by the saved one)
-                task.load_parser(t.init_parser or run.out / "parser.pt")
+                # stage started from (the trainer's resume below replaces it by the saved one);
+                # without pre-training or init_parser, that is the freshly built one
+                start = t.init_parser or (run.out / "parser.pt" if n_pre > 0 else None)
+                if start:
+                    task.load_parser(start)
                 log.write({"event": "parser_before_remeasured"})
             with on_device():
                 parser_before = task.evaluate_parser(parser_dev)
