@@ -195,7 +195,7 @@ def test_solver_function_float32_and_gap_bound():
     assert bool((info.gap <= 1e-9).all()) and info.iterations.dtype == torch.long
 
 
-def test_graph_and_categorical_marginal_is_the_relaxed_projection():
+def test_graph_labeled_graph_and_categorical_marginal_is_the_relaxed_projection():
     g = torch.Generator().manual_seed(4)
     x = 2 * torch.randn(2, 4, 4, dtype=torch.float64, generator=g)
     lengths = torch.tensor([3, 2])
@@ -214,6 +214,15 @@ def test_graph_and_categorical_marginal_is_the_relaxed_projection():
     assert info.weights.shape[:2] == (2, 3) and info.structures.shape[:2] == (2, 3)
     recon = (info.weights.unsqueeze(-1) * info.structures).sum(-2)
     torch.testing.assert_close(recon, mu, atol=1e-12, rtol=0)
+    # labeled graphs: a product of per-arc sets conv{0, e_1, ..., e_L}, so the closed form too
+    labeled = spigot.LabeledDependencyGraph()
+    assert labeled.relaxed_is_marginal
+    w = 2 * torch.randn(2, 4, 4, 3, dtype=torch.float64, generator=g)
+    relaxed = labeled.project(w, lengths)
+    assert torch.equal(labeled.project(w, lengths, polytope="marginal"), relaxed)
+    mu, info = labeled.project(w, lengths, polytope="marginal", return_info=True)
+    torch.testing.assert_close(mu, relaxed, atol=1e-10, rtol=0)
+    assert bool(info.converged.all())
 
 
 def test_marginal_projection_is_exact_on_one_word_and_empty_batches():

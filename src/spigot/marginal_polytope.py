@@ -348,7 +348,8 @@ def project_marginal(
     Args:
         structure: any :class:`~spigot.structures.Structure` whose structures are 0/1; those
             whose relaxed polytope is already ``conv(Z)`` (``relaxed_is_marginal``: graphs,
-            categoricals) use their closed form unless ``return_info`` asks for the active set.
+            labeled graphs, categoricals) use their closed form unless ``return_info`` asks for
+            the active set.
         x: the point, shaped like the structure's scores (``[B, n+1, n+1]`` for trees).
         lengths: ``[B]`` words per sentence, as for the scores.
         tol: duality-gap tolerance, relative to ``1 + ||x - mu||_1`` (default 1e-12).

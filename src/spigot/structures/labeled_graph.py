@@ -101,6 +101,8 @@ class LabeledDependencyGraph(Structure):
     """
 
     event_dim = 3
+    # each arc's set is conv{0, e_1, ..., e_L}; the graphs' hull is their product
+    relaxed_is_marginal = True
 
     def __repr__(self) -> str:
         return "LabeledDependencyGraph()"
