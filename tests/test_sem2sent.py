@@ -339,3 +339,48 @@ def test_predict_gives_labels_and_the_parsers_graph(splits):
         s.arcs is None
         for s in Sem2SentTask.from_splits(tiny("bilstm"), splits).predict(splits["dev"][:2])
     )
+
+
+def test_remeasure_before_script_repairs_only_what_it_reproduces(splits, tmp_path, capsys):
+    """``docs/results/sem2sent/sst/remeasure_before.py`` (which repaired two SST records):
+    it measures the parser a run started from as the run does, refuses to write unless it
+    reproduces the ``--check`` runs' records exactly, keeps the wrong record, and is idempotent.
+    """
+    from _load import load_script
+
+    script = load_script(
+        Path(__file__).resolve().parents[1] / "docs/results/sem2sent/sst/remeasure_before.py",
+        "remeasure_before",
+    )
+    Sem2SentTask.from_splits(tiny("pipeline", **{"train.epochs": 1}), splits).fit(
+        splits, tmp_path / "pre"
+    )
+    start = {"train.init_parser": str(tmp_path / "pre" / "parser.pt"), "train.epochs": 1}
+    for name, mode in (("a", "pipeline"), ("b", "spigot")):
+        Sem2SentTask.from_splits(tiny(mode, **start), splits).fit(splits, tmp_path / name)
+    a, b = tmp_path / "a", tmp_path / "b"
+    good = json.loads((a / "results.json").read_text())["parser_dev_before"]
+    assert "rule_acc" in good and good["lf"] > 0
+
+    def corrupt(run: Path) -> dict:
+        res = json.loads((run / "results.json").read_text())
+        res["parser_dev_before"] = {k: 0.0 for k in res["parser_dev_before"]}
+        (run / "results.json").write_text(json.dumps(res))
+        return res
+
+    wrong = corrupt(b)
+    assert script.main([str(b), "--check", str(a)]) == 0
+    fixed = json.loads((b / "results.json").read_text())
+    assert fixed["parser_dev_before"] == good
+    assert fixed["parser_dev_before_at_resume"] == wrong["parser_dev_before"]
+    assert {k: v for k, v in fixed.items() if not k.startswith("parser_dev_before")} == {
+        k: v for k, v in wrong.items() if not k.startswith("parser_dev_before")
+    }
+    assert script.main([str(b), "--check", str(a)]) == 0  # idempotent
+    assert "already repaired" in capsys.readouterr().out
+    # a --check run whose record the measurement does not reproduce: nothing is written
+    c = tmp_path / "c"
+    Sem2SentTask.from_splits(tiny("ste", **start), splits).fit(splits, c)
+    before = corrupt(c)
+    assert script.main([str(c), "--check", str(c)]) == 1
+    assert json.loads((c / "results.json").read_text()) == before

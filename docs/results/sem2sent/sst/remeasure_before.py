@@ -36,12 +36,13 @@ def measure(run: Path, cache: dict[str, Any]) -> dict[str, float]:
     start = cfg.train.init_parser
     if not start:
         raise SystemExit(f"{run}: no train.init_parser; this script measures only such runs")
-    if "parser_dev" not in cache:
-        cache["parser_dev"] = Sem2SentTask.load_splits(cfg).parser["dev"]
-    if start not in cache:
+    if "splits" not in cache:
+        cache["splits"] = Sem2SentTask.load_splits(cfg)
+    if start not in cache:  # as the run measures it (the label rule: synthetic data only)
+        splits = cache["splits"]
         task = Sem2SentTask.from_checkpoint(load_checkpoint(start))
-        scores = task.evaluate_parser(cache["parser_dev"])
-        scores.update(task.rule_accuracy([]))
+        scores = task.evaluate_parser(splits.parser["dev"])
+        scores.update(task.rule_accuracy(splits["dev"]))
         cache[start] = scores
     return dict(cache[start])
 
