@@ -70,8 +70,8 @@ def make_step(mode: str, args: argparse.Namespace) -> tuple[Callable[[], None], 
     if key not in _SPLITS:  # read once for every mode
         _SPLITS[key] = Sem2SentTask.load_splits(cfg)
     splits = _SPLITS[key]
-    shared = mode in SHARED
-    if not (shared and key in _SHARED):
+
+    def build() -> tuple[Any, Any, torch.Tensor]:
         task = Sem2SentTask.from_splits(cfg, splits)
         if args.init_parser:
             task.load_parser(args.init_parser)
@@ -79,12 +79,15 @@ def make_step(mode: str, args: argparse.Namespace) -> tuple[Callable[[], None], 
         mid = max(0, len(by_length) // 2 - args.batch // 2)
         # sentences of the median length, as in a length-bucketed training batch
         batch = next(iter(task.batches(by_length[mid : mid + args.batch], train=False)))
-        built = (task.model, batch, task.labels_of(batch))
-        if not shared:
-            built[0].freeze_parser()  # pipeline
-        elif key not in _SHARED:
-            _SHARED[key] = built
-    model, batch, labels = _SHARED[key] if shared else built
+        return task.model, batch, task.labels_of(batch)
+
+    if mode in SHARED:
+        if key not in _SHARED:
+            _SHARED[key] = build()
+        model, batch, labels = _SHARED[key]
+    else:  # pipeline
+        model, batch, labels = build()
+        model.freeze_parser()
     model.train()
 
     def loss() -> torch.Tensor:

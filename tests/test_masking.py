@@ -34,6 +34,11 @@ def test_zero_outside_is_torch_where(dtype, expanded, poison):
         assert out.dtype == dtype and torch.equal(out, ref)  # -0.0 == 0.0
         y = x.clone()
         assert zero_outside_(y, mask) is y and torch.equal(y, ref)
+        # with the answer of the finiteness test given (as check_finite returns it)
+        finite = poison is None
+        assert torch.equal(zero_outside(x, mask, finite=finite), ref)
+        y = x.clone()
+        assert torch.equal(zero_outside_(y, mask, finite=finite), ref)
     # the compact mask broadcasts back to the same values, with no expanded dimension left
     c = compact(mask)
     assert torch.equal(c.expand_as(mask), mask)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from spigot._validate import sum_is_finite
+
 
 def compact(mask: Tensor) -> Tensor:
     """``mask`` without its expanded dimensions (stride 0, size > 1: kept as size 1), which
@@ -22,19 +24,19 @@ def compact(mask: Tensor) -> Tensor:
     return mask
 
 
-def zero_outside(x: Tensor, mask: Tensor) -> Tensor:
+def zero_outside(x: Tensor, mask: Tensor, *, finite: bool | None = None) -> Tensor:
     """``torch.where(mask, x, 0)`` for floating ``x`` and boolean ``mask`` broadcastable to it
-    (a new tensor with the same values, ``-0.0`` aside)."""
-    acc = torch.promote_types(x.dtype, torch.float32)
-    if bool(torch.isfinite(x.detach().sum(dtype=acc))):  # a NaN or inf makes the sum non-finite
+    (a new tensor with the same values, ``-0.0`` aside). ``finite``: whether every entry of
+    ``x`` is known to be finite (what :func:`~spigot._validate.check_finite` returned), which
+    saves the test; None tests."""
+    if sum_is_finite(x) if finite is None else finite:
         return x * compact(mask).to(x.dtype)
     return torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
-def zero_outside_(x: Tensor, mask: Tensor) -> Tensor:
+def zero_outside_(x: Tensor, mask: Tensor, *, finite: bool | None = None) -> Tensor:
     """:func:`zero_outside` in place, for a tensor the caller owns; returns ``x``."""
-    acc = torch.promote_types(x.dtype, torch.float32)
-    if bool(torch.isfinite(x.sum(dtype=acc))):
+    if sum_is_finite(x) if finite is None else finite:
         return x.mul_(compact(mask).to(x.dtype))
     return x.masked_fill_(~mask.expand_as(x), 0)
 

@@ -70,25 +70,33 @@ def check_lengths(lengths: object, batch: int, n: int, device: torch.device) -> 
     return lengths.to(device=device, dtype=torch.long)
 
 
-def check_finite(x: Tensor, mask: Tensor | None, name: str) -> None:
-    """Entries of ``x`` where ``mask`` is true (all when ``None``) must be finite."""
+def sum_is_finite(x: Tensor) -> bool:
+    """One pass that proves every entry of ``x`` finite when it returns True (a NaN or an inf
+    makes the sum NaN or inf); False when some entry is not finite or the sum overflows."""
     xd = x.detach()
-    # one pass for the common case: a finite sum means every entry is finite (a NaN or an
-    # inf makes the sum NaN or inf); only an overflowing sum or a non-finite entry (masked or
-    # not) goes on to the entrywise test
     acc = torch.promote_types(xd.dtype, torch.float32) if xd.is_floating_point() else None
-    if xd.numel() == 0 or bool(torch.isfinite(xd.sum(dtype=acc))):
-        return
-    bad = ~torch.isfinite(xd)
-    if mask is not None:
-        bad = bad & mask
+    return xd.numel() == 0 or bool(torch.isfinite(xd.sum(dtype=acc)))
+
+
+def check_finite(x: Tensor, mask: Tensor | None, name: str) -> bool:
+    """Entries of ``x`` where ``mask`` is true (all when ``None``) must be finite. Returns
+    whether every entry is finite, those outside ``mask`` included (callers that mask ``x``
+    next can then skip the test)."""
+    # one pass for the common case; only an overflowing sum or a non-finite entry (masked or
+    # not) goes on to the entrywise test
+    if sum_is_finite(x):
+        return True
+    xd = x.detach()
+    nonfinite = ~torch.isfinite(xd)
+    bad = nonfinite if mask is None else nonfinite & mask
     if bool(bad.any()):
         idx = tuple(int(i) for i in bad.nonzero()[0])
-        kind = "NaN" if bool(torch.isnan(x.detach()[idx])) else "inf"
+        kind = "NaN" if bool(torch.isnan(xd[idx])) else "inf"
         raise ValueError(
             f"`{name}` must be finite on valid entries, found {kind} at index {idx} "
             f"({int(bad.sum())} non-finite entries)"
         )
+    return not bool(nonfinite.any())
 
 
 #: Largest score magnitude the tree algorithms accept. Sums and differences of up to ``2 n``

@@ -164,11 +164,12 @@ class SubsimplexProjection(torch.autograd.Function):
 
 
 def _subsimplex(
-    x: Tensor, mask: Tensor, dim: int, *, inplace: bool = False
+    x: Tensor, mask: Tensor, dim: int, *, inplace: bool = False, finite: bool | None = None
 ) -> tuple[Tensor, Tensor]:
     """The projection onto ``{p >= 0, sum(p) <= 1}`` in at least float32 (0 off ``mask``) and
     whether the sum constraint is active (``[..., 1, ...]`` along ``dim``). ``inplace``: the
-    result may be ``x`` itself, overwritten.
+    result may be ``x`` itself, overwritten; ``finite``: whether every entry of ``x`` is known
+    to be finite (see :func:`~spigot._masking.zero_outside`).
 
     ``lam = 0`` satisfies the KKT conditions exactly when the positive part ``max(x, 0)`` sums
     to at most 1 (the simplex threshold ``tau`` is positive exactly when it sums to more), so
@@ -181,7 +182,7 @@ def _subsimplex(
     work = torch.promote_types(x.dtype, torch.float32)
     xw = x.to(work)
     pos = xw.clamp_(min=0) if (inplace or xw is not x) else xw.clamp(min=0)
-    pos = zero_outside_(pos, mask)
+    pos = zero_outside_(pos, mask, finite=finite)  # clamping keeps finite entries finite
     active = pos.sum(dim, keepdim=True) > 1
     rows = active.movedim(dim, -1).squeeze(-1)  # [...] without dim
     if not bool(rows.any()):
@@ -246,9 +247,9 @@ def project_subsimplex(x: Tensor, mask: Tensor | None = None, dim: int = -1) -> 
     else:
         mask = mask.expand_as(x)
     dim = dim % x.dim()
-    check_finite(x, mask, "x")
+    finite = check_finite(x, mask, "x")
     if not (x.requires_grad and torch.is_grad_enabled()):  # e.g. in SPIGOT's backward
-        return _subsimplex(x, mask, dim)[0].to(x.dtype)
+        return _subsimplex(x, mask, dim, finite=finite)[0].to(x.dtype)
     return SubsimplexProjection.apply(x, mask, dim)[0]
 
 
@@ -257,5 +258,5 @@ def project_subsimplex_(x: Tensor, mask: Tensor, dim: int = -1) -> Tensor:
     float32 (the result is then ``x``): for a caller that owns ``x``, such as SPIGOT's
     backward. Validated alike."""
     mask = mask.expand_as(x)
-    check_finite(x, mask, "x")
-    return _subsimplex(x, mask, dim % x.dim(), inplace=True)[0].to(x.dtype)
+    finite = check_finite(x, mask, "x")
+    return _subsimplex(x, mask, dim % x.dim(), inplace=True, finite=finite)[0].to(x.dtype)

@@ -118,8 +118,8 @@ class LabeledDependencyGraph(Structure):
         B, n1 = s.shape[0], s.shape[1]
         lens = check_lengths(lengths, B, n1 - 1, s.device)
         mask = arc_mask(lens, n1, s.device).unsqueeze(-1).expand(s.shape)
-        check_finite(s, mask, name)
-        return zero_outside(s, mask), (lens, mask)
+        finite = check_finite(s, mask, name)
+        return zero_outside(s, mask, finite=finite), (lens, mask)
 
     def _part_mask(self, prepared: Any) -> Tensor:
         return prepared[1]
